@@ -1,0 +1,533 @@
+"""Run configuration: dataclasses, YAML layering, validation and a stable hash.
+
+A run is fully described by a :class:`RunConfig`. It is built from three layers of YAML
+(later layers win):
+
+1. ``configs/<method>.yaml``: the released code's settings for SimCLR / SimSiam / BYOL
+   (PAPER.md, "Settings of the released code");
+2. ``configs/profiles/<profile>.yaml``: the *scale* of the experiment (epochs, subset sizes,
+   backbone, batch size, evaluation epochs): its ``run`` section applies to every method and
+   its ``methods.<method>`` section to one method;
+3. overrides given in code (an artifact's sweep value, e.g. ``{"optim": {"weight_decay": 0}}``)
+   or on the command line as dotted keys (``optim.weight_decay=0``).
+
+Every key and type is validated before anything is computed; an unknown key, a wrong type
+or a value out of range raises :class:`ConfigError` naming the key, the file it came from
+and how to fix it. :meth:`RunConfig.hash` is a short SHA-256 of the canonical JSON of the
+whole config (seed included), identical on every machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = PROJECT_ROOT / "configs"
+PROFILE_DIR = CONFIG_DIR / "profiles"
+
+METHODS = ("simclr", "simsiam", "byol")
+PROFILES = ("paper", "quick", "smoke")
+DATASETS = ("cifar10", "cifar100", "imagenet100", "flowers102", "stanford_cars")
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is invalid; the message names the key and the fix."""
+
+
+# --------------------------------------------------------------------------- dataclasses
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images a run trains and evaluates on.
+
+    Attributes:
+        dataset: training dataset (one of ``DATASETS``).
+        imbalance: ``"none"`` or ``"exponential"``: class ``i`` keeps
+            ``floor(n * base**(-i))`` training images, ``n`` the per-class count before
+            imbalancing (5000 on CIFAR-10, 500 on CIFAR-100); base 1.5 on CIFAR-10 and
+            1.03365 on CIFAR-100 as in the released code.
+        classes: train (and test) only on these class ids; the remaining classes form the
+            "novel" set of the class-holdout design. ``None`` = all classes.
+        train_size: class-stratified, seeded subset of the (balanced) training set with this
+            many images, taken before imbalancing. ``None`` = the full training set.
+        test_size: class-stratified subset of the test set used for kNN evaluation and
+            saved test embeddings. ``None`` = the full test set.
+        image_size: side length in pixels of the training crops (32 for CIFAR, 128 otherwise).
+        standin: replace the images by a generated stand-in with the same number of
+            classes and image size (wiring tests of datasets that are not available).
+        jitter_strength: colour-jitter strength ``s`` (0.5 on CIFAR, 1 otherwise).
+    """
+
+    dataset: Literal["cifar10", "cifar100", "imagenet100", "flowers102", "stanford_cars"] = "cifar10"
+    imbalance: Literal["none", "exponential"] = "none"
+    classes: Optional[tuple[int, ...]] = None
+    train_size: Optional[int] = None
+    test_size: Optional[int] = None
+    image_size: int = 32
+    standin: bool = False
+    jitter_strength: float = 0.5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone, projector and predictor (PAPER.md settings table).
+
+    Attributes:
+        backbone: ``resnet18`` / ``resnet50`` (torchvision, ``zero_init_residual=True``) or
+            ``resnet18_narrow`` (the same BasicBlock layout with ``width`` base channels: the
+            fast CPU backbone of the ``quick`` and ``smoke`` profiles).
+        stem: ``cifar`` (3x3 conv, stride 1, no max-pool) or ``imagenet`` (7x7 stride 2 + pool).
+        width: base channel count of ``resnet18_narrow`` (ignored otherwise; 64 = ResNet-18).
+        projector_hidden_dim, projector_out_dim: projector widths.
+        projector_layers: 2 (SimCLR) or 3 (SimSiam, BYOL) Linear layers.
+        projector_batchnorm: BatchNorm1d after every projector Linear (SimSiam, BYOL).
+        predictor_hidden_dim: bottleneck of the predictor (SimSiam, BYOL); ``None`` = no predictor.
+    """
+
+    backbone: Literal["resnet18", "resnet50", "resnet18_narrow"] = "resnet18"
+    stem: Literal["cifar", "imagenet"] = "cifar"
+    width: int = 64
+    projector_hidden_dim: int = 128
+    projector_out_dim: int = 128
+    projector_layers: int = 2
+    projector_batchnorm: bool = False
+    predictor_hidden_dim: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """The SSL method and its loss (Section 2 of the paper; PAPER.md settings table).
+
+    Attributes:
+        name: ``simclr``, ``simsiam`` or ``byol``.
+        loss: ``infonce`` (released variant: one direction, positive excluded from the
+            denominator), ``nt_xent`` (standard symmetric SimCLR loss), ``attraction`` /
+            ``repulsion`` (the two InfoNCE parts alone), ``negative_cosine`` (SimSiam/BYOL).
+        temperature: InfoNCE temperature (0.5) or the divisor of the cosine loss (1.0).
+        ema_tau: BYOL target momentum.
+    """
+
+    name: Literal["simclr", "simsiam", "byol"] = "simclr"
+    loss: Literal["infonce", "nt_xent", "attraction", "repulsion", "negative_cosine"] = "infonce"
+    temperature: float = 0.5
+    ema_tau: float = 0.99
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD and learning-rate schedule (released code: ``get_lr`` inside ``LambdaLR``).
+
+    Attributes:
+        lr: peak learning rate.
+        momentum, nesterov, weight_decay: SGD settings (weight decay on every parameter).
+        batch_size: images per forward pass (each gives two views).
+        accumulation_steps: micro-batches whose gradients are summed per optimizer step.
+        warmup_epochs: linear warm-up length in epochs.
+        schedule_epochs: horizon of the cosine decay in epochs ("as if training lasted" this
+            long; 512 in the released code). ``None`` = the run's own number of epochs.
+        final_lr: lower end of the cosine.
+        lr_schedule: ``released`` reproduces the released code, where the schedule value is
+            used as a *multiplier* of ``lr`` (effective peak ``lr**2``); ``intended`` uses it
+            as the learning rate itself (peak ``lr``).
+        accumulation: ``released`` sums micro-batch losses without dividing by
+            ``accumulation_steps`` and counts the schedule in micro-batches while stepping it
+            once per optimizer step (stretched ``accumulation_steps`` times); ``intended``
+            averages the losses and counts the schedule in optimizer steps.
+        predictor_constant_lr: SimSiam's released code gives the predictor its own SGD with
+            a constant ``lr`` (no schedule), as in the SimSiam paper.
+    """
+
+    lr: float = 0.6
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-6
+    batch_size: int = 256
+    accumulation_steps: int = 1
+    warmup_epochs: float = 10.0
+    schedule_epochs: Optional[float] = 512.0
+    final_lr: float = 1e-3
+    lr_schedule: Literal["released", "intended"] = "released"
+    accumulation: Literal["released", "intended"] = "released"
+    predictor_constant_lr: bool = False
+
+
+@dataclass(frozen=True)
+class NormControlConfig:
+    """The paper's two ways of manipulating embedding norms (Section 4).
+
+    Attributes:
+        cut_constant: cut-initialization constant ``c``: every parameter of the freshly
+            initialised network is divided by ``c`` (1 = plain training).
+        gradscale_power: GradScale power ``p``: the gradient of each embedding row is
+            multiplied by ``||z||**p`` before normalisation (0 = plain training).
+    """
+
+    cut_constant: float = 1.0
+    gradscale_power: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Length, seed, checkpoints and records of a run.
+
+    Attributes:
+        epochs: number of training epochs (>= 1).
+        seed: seeds model initialisation, data order, augmentations and subsets.
+        eval_epochs: epochs after which the weighted kNN accuracy is measured (0 = before
+            training).
+        save_embeddings_epochs: epochs after which embeddings of the train (un-augmented and
+            one augmented view), test and novel sets are saved.
+        probe_size: number of un-augmented training images (class-stratified, fixed) whose
+            embedding and representation norms are recorded after every epoch.
+        linear_probe: train a linear probe on the frozen backbone at the end of training.
+    """
+
+    epochs: int = 512
+    seed: int = 0
+    eval_epochs: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
+    save_embeddings_epochs: tuple[int, ...] = (512,)
+    probe_size: int = 2000
+    linear_probe: bool = False
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation settings.
+
+    Attributes:
+        knn_k, knn_temperature: weighted kNN (InstDisc) on the backbone representation h.
+        novel: images saved as the "novel" split with the embeddings: ``heldout`` (test images
+            of the classes not in ``data.classes``), or a dataset name (e.g. ``cifar100``),
+            or ``None``.
+        linear_probe_epochs: logistic-regression iterations of the linear probe.
+    """
+
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    novel: Optional[str] = None
+    linear_probe_epochs: int = 100
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one training run (and therefore its hash)."""
+
+    method: MethodConfig = field(default_factory=MethodConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    norm: NormControlConfig = field(default_factory=NormControlConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    # ------------------------------------------------------------------ identity
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples become lists) suitable for YAML/JSON."""
+        return _plain(dataclasses.asdict(self))
+
+    def hash(self) -> str:
+        """Stable 10-hex-digit SHA-256 of the canonical JSON of the full config (seed included)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+    @property
+    def name(self) -> str:
+        """Run directory name: ``<method>-<dataset>[-imb][-cls]-<hash>``."""
+        parts = [self.method.name, self.data.dataset]
+        if self.data.imbalance != "none":
+            parts.append("imb")
+        if self.data.classes is not None:
+            parts.append("holdout")
+        return "-".join(parts + [self.hash()])
+
+    def replace(self, overrides: Mapping[str, Any]) -> "RunConfig":
+        """A copy with nested overrides applied and validated (``{"optim": {"lr": 0.1}}``)."""
+        merged = _deep_merge(self.to_dict(), _nest(dict(overrides)), source="overrides")
+        return from_dict(merged, source="overrides")
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        method: str,
+        profile: str = "paper",
+        overrides: Optional[Mapping[str, Any]] = None,
+        config_dir: Path = CONFIG_DIR,
+    ) -> "RunConfig":
+        """Build a validated config from ``configs/<method>.yaml`` + profile + overrides.
+
+        Args:
+            method: ``simclr``, ``simsiam`` or ``byol``.
+            profile: ``paper``, ``quick`` or ``smoke`` (a file in ``configs/profiles``).
+            overrides: nested or dotted-key dict applied last.
+
+        Raises:
+            ConfigError: unknown method/profile, unknown key, wrong type, invalid value.
+        """
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        base_path = Path(config_dir) / f"{method}.yaml"
+        prof = load_profile(profile, config_dir)
+        layers = [
+            (_read_yaml(base_path), str(base_path)),
+            (prof.get("run") or {}, f"{prof['_path']} (run)"),
+            ((prof.get("methods") or {}).get(method) or {}, f"{prof['_path']} (methods.{method})"),
+            (_nest(dict(overrides or {})), "overrides"),
+        ]
+        merged: dict[str, Any] = {}
+        for layer, source in layers:
+            _check_keys(RunConfig, layer, source, prefix="")  # name the file that has the bad key
+            merged = _deep_merge(merged, layer, source=source)
+        cfg = from_dict(merged, source=f"{base_path} + profile {profile}")
+        if cfg.method.name != method:
+            raise ConfigError(f"{base_path}: method.name is {cfg.method.name!r} but the file is for {method!r}")
+        return cfg
+
+
+PROFILE_KEYS = {"description", "run", "methods", "artifacts", "_path"}
+
+
+def load_profile(profile: str, config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
+    """Read ``configs/profiles/<profile>.yaml`` (keys: description, run, methods, artifacts).
+
+    Raises:
+        ConfigError: unknown profile name or key, or a method section for an unknown method.
+    """
+    path = Path(config_dir) / "profiles" / f"{profile}.yaml"
+    if profile not in PROFILES and not path.exists():
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    data = _read_yaml(path)
+    data["_path"] = path
+    unknown = set(data) - PROFILE_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; valid: description, run, methods, artifacts")
+    for m in (data.get("methods") or {}):
+        if m not in METHODS:
+            raise ConfigError(f"{path}: methods.{m}: unknown method; choose one of {', '.join(METHODS)}")
+    return data
+
+
+def artifact_params(profile: str, artifact: str, defaults: Mapping[str, Any], config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
+    """Scale parameters of one artifact for a profile (``artifacts.<artifact>`` of the profile YAML).
+
+    Keys not in ``defaults`` are rejected; values must have the type of the default
+    (ints are accepted where floats are expected).
+
+    Raises:
+        ConfigError: unknown key or wrong type.
+    """
+    prof = load_profile(profile, config_dir)
+    given = (prof.get("artifacts") or {}).get(artifact) or {}
+    out = dict(defaults)
+    for k, v in given.items():
+        if k not in defaults:
+            raise ConfigError(f"{prof['_path']}: artifacts.{artifact}.{k}: unknown key; valid keys: {', '.join(sorted(defaults))}")
+        d = defaults[k]
+        ok = isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool)) or d is None
+        if isinstance(d, bool) != isinstance(v, bool):
+            ok = False
+        if not ok:
+            raise ConfigError(f"{prof['_path']}: artifacts.{artifact}.{k}: expected {type(d).__name__}, got {v!r}")
+        out[k] = list(v) if isinstance(v, (list, tuple)) else v
+    return out
+
+
+# --------------------------------------------------------------------------- parsing
+def parse_dotted(items: list[str]) -> dict[str, Any]:
+    """Parse ``["optim.lr=0.1", "train.epochs=4"]`` into a nested dict (values as YAML scalars).
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. optim.lr=0.1)")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return _nest(out)
+
+
+def from_dict(data: Mapping[str, Any], source: str = "config") -> RunConfig:
+    """Validate a nested dict and build a :class:`RunConfig`.
+
+    Raises:
+        ConfigError: unknown key, wrong type or invalid value (message names ``source``).
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    cfg = _build(RunConfig, data, source, prefix="")
+    _check_values(cfg, source)
+    return cfg
+
+
+def _check_keys(cls, data: Mapping[str, Any], source: str, prefix: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping, got {data!r}")
+    fields_ = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if key not in fields_:
+            raise ConfigError(f"{source}: unknown config key {prefix + key!r}; valid keys here: {', '.join(sorted(fields_))}")
+        if dataclasses.is_dataclass(hints[key]):
+            _check_keys(hints[key], value, source, prefix=f"{prefix}{key}.")
+
+
+def _build(cls, data: Mapping[str, Any], source: str, prefix: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        key = f"{prefix}{sorted(unknown)[0]}"
+        raise ConfigError(f"{source}: unknown config key {key!r}; valid keys here: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name in names:
+        if name not in data:
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(data[name], Mapping):
+                raise ConfigError(f"{source}: {prefix}{name} must be a section (mapping), got {data[name]!r}")
+            kwargs[name] = _build(tp, data[name], source, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(data[name], tp, f"{prefix}{name}", source)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, source)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {key} = {value!r} is not allowed; choose one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        return tuple(_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: {key} must be an integer, got {value!r} ({type(value).__name__})")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: {key} must be a number, got {value!r} ({type(value).__name__})")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp} for {key}")  # programming error
+
+
+def _check_values(cfg: RunConfig, source: str) -> None:
+    def need(cond: bool, key: str, msg: str) -> None:
+        if not cond:
+            raise ConfigError(f"{source}: {key} {msg}")
+
+    t, o, d, m, n, e = cfg.train, cfg.optim, cfg.data, cfg.model, cfg.norm, cfg.eval
+    need(t.epochs >= 1, "train.epochs", f"must be a positive number of epochs, got {t.epochs}")
+    for ep in t.eval_epochs + t.save_embeddings_epochs:
+        need(0 <= ep <= t.epochs, "train.eval_epochs/save_embeddings_epochs", f"contains epoch {ep} outside 0..{t.epochs} (train.epochs)")
+    need(t.probe_size >= 10, "train.probe_size", f"must be >= 10, got {t.probe_size}")
+    need(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
+    need(0 <= o.momentum < 1, "optim.momentum", f"must be in [0, 1), got {o.momentum}")
+    need(o.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {o.weight_decay}")
+    need(o.batch_size >= 2, "optim.batch_size", f"must be >= 2 (InfoNCE needs negatives), got {o.batch_size}")
+    need(o.accumulation_steps >= 1, "optim.accumulation_steps", f"must be >= 1, got {o.accumulation_steps}")
+    need(o.warmup_epochs >= 0, "optim.warmup_epochs", f"must be >= 0, got {o.warmup_epochs}")
+    need(o.schedule_epochs is None or o.schedule_epochs > 0, "optim.schedule_epochs", f"must be > 0 or null, got {o.schedule_epochs}")
+    need(o.final_lr >= 0, "optim.final_lr", f"must be >= 0, got {o.final_lr}")
+    need(n.cut_constant > 0, "norm.cut_constant", f"must be > 0 (1 = no cut), got {n.cut_constant}")
+    need(m.width >= 4, "model.width", f"must be >= 4, got {m.width}")
+    need(m.projector_layers in (2, 3), "model.projector_layers", f"must be 2 or 3, got {m.projector_layers}")
+    need(m.projector_out_dim >= 2 and m.projector_hidden_dim >= 2, "model.projector_*_dim", "must be >= 2")
+    need(m.predictor_hidden_dim is None or m.predictor_hidden_dim >= 2, "model.predictor_hidden_dim", "must be >= 2 or null")
+    need(cfg.method.temperature > 0, "method.temperature", f"must be > 0, got {cfg.method.temperature}")
+    need(0 <= cfg.method.ema_tau <= 1, "method.ema_tau", f"must be in [0, 1], got {cfg.method.ema_tau}")
+    if cfg.method.name == "simclr":
+        need(cfg.method.loss != "negative_cosine", "method.loss", "negative_cosine needs a predictor (simsiam/byol), not simclr")
+        need(m.predictor_hidden_dim is None, "model.predictor_hidden_dim", "must be null for simclr")
+    else:
+        need(cfg.method.loss == "negative_cosine", "method.loss", f"must be negative_cosine for {cfg.method.name}")
+        need(m.predictor_hidden_dim is not None, "model.predictor_hidden_dim", f"is required for {cfg.method.name}")
+    need(d.train_size is None or d.train_size >= 10, "data.train_size", f"must be >= 10 or null, got {d.train_size}")
+    need(d.test_size is None or d.test_size >= 10, "data.test_size", f"must be >= 10 or null, got {d.test_size}")
+    need(d.image_size >= 8, "data.image_size", f"must be >= 8 pixels, got {d.image_size}")
+    need(d.jitter_strength >= 0, "data.jitter_strength", f"must be >= 0, got {d.jitter_strength}")
+    if d.classes is not None:
+        need(len(d.classes) >= 2 and len(set(d.classes)) == len(d.classes) and min(d.classes) >= 0,
+             "data.classes", f"must list >= 2 distinct non-negative class ids, got {list(d.classes)}")
+    need(e.knn_k >= 1, "eval.knn_k", f"must be >= 1, got {e.knn_k}")
+    need(e.knn_temperature > 0, "eval.knn_temperature", f"must be > 0, got {e.knn_temperature}")
+    need(e.novel in (None, "heldout") or e.novel in DATASETS, "eval.novel",
+         f"must be null, 'heldout' or a dataset ({', '.join(DATASETS)}), got {e.novel!r}")
+    if e.novel == "heldout":
+        need(d.classes is not None, "eval.novel", "= heldout needs data.classes (the classes seen in training)")
+
+
+# --------------------------------------------------------------------------- helpers
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not Path(path).exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Turn dotted keys into nested dicts; nested dicts pass through."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if isinstance(value, dict):
+            value = _nest(value)
+        parts = key.split(".")
+        cur = out
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        if isinstance(value, dict) and isinstance(cur.get(parts[-1]), dict):
+            cur[parts[-1]] = _deep_merge(cur[parts[-1]], value, source="overrides")
+        else:
+            cur[parts[-1]] = value
+    return out
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any], source: str) -> dict[str, Any]:
+    if not isinstance(over, Mapping):
+        raise ConfigError(f"{source}: expected a mapping, got {over!r}")
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v, source)
+        else:
+            out[k] = v
+    return out
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj

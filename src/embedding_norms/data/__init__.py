@@ -1,0 +1,24 @@
+"""Data layer: datasets in memory, subsets, batched SSL augmentation, human labels."""
+
+from .augment import SSLAugment, to_float
+from .human_labels import HumanLabelError, check_alignment, load_cifar10h, load_cifar10n, load_cifar100n
+from .prepare import RunData, prepare_data
+from .sources import (
+    DATA_ENV,
+    DOWNLOAD_ENV,
+    SPECS,
+    DataError,
+    ImageSet,
+    dataset_available,
+    load_split,
+    make_standin,
+    resolve_data_dir,
+)
+from .subsets import IMBALANCE_BASE, exponential_counts, imbalanced_indices, stratified_subset
+
+__all__ = [
+    "SSLAugment", "to_float", "HumanLabelError", "check_alignment", "load_cifar10h", "load_cifar10n",
+    "load_cifar100n", "RunData", "prepare_data", "DATA_ENV", "DOWNLOAD_ENV", "SPECS", "DataError", "ImageSet",
+    "dataset_available", "load_split", "make_standin", "resolve_data_dir", "IMBALANCE_BASE",
+    "exponential_counts", "imbalanced_indices", "stratified_subset",
+]

@@ -1,0 +1,400 @@
+"""Image datasets as uint8 tensors held in memory.
+
+Every loader returns an :class:`ImageSet` whose ``images`` are ``(N, 3, H, W)`` uint8 and
+whose ``indices`` are the positions of the images in the dataset's *original* split order
+(the order of the official CIFAR pickles / torchvision), so that human labels (CIFAR-10N,
+CIFAR-100N, CIFAR-10H) can be aligned with any subset.
+
+Where the images come from, in order of preference:
+
+1. the offline data folder (``--data-dir`` or ``$EMBEDDING_NORMS_DATA``):
+   ``cifar10_jpeg.npz`` (format of ``shared/data/README.md``; checksum verified),
+   ``cifar100_jpeg.npz`` (same format), or torchvision's own layout
+   (``cifar-10-batches-py/``, ``cifar-100-python/``, ``flowers-102/``, ``stanford_cars/``),
+   or ``imagenet100/{train,val}/<class>/*`` image folders;
+2. torchvision's download (``download=True``) into the data folder, or into
+   ``~/.cache/embedding_norms/data`` when no folder is given.
+
+A missing dataset raises :class:`DataError` naming the folder that was searched and both
+fixes (the download flag and the offline variable), before any compute.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+DATA_ENV = "EMBEDDING_NORMS_DATA"
+DOWNLOAD_ENV = "EMBEDDING_NORMS_DOWNLOAD"
+CACHE_ENV = "EMBEDDING_NORMS_CACHE"
+
+#: sha256 of the offline files of ``shared/data`` (see its README).
+KNOWN_SHA256 = {
+    "cifar10_jpeg.npz": "d27084a1ba2c42fbed431e01afd6e8fff42ef04aa75e19bbd9c91a06813820c3",
+    "cifar10h-probs.npy": "436ae98620e00073f9d08585ac870573b588853e7af9f54eb1647408114af77d",
+    "cifar10h-counts.npy": "9b36b4550349af56c79083356312eb4af856cc5fd3caf1f669d40b9d0bbb69ff",
+    "cifar10n_labels.npz": "be0540029bef4278fb52f58861a17d2a78068f9b4329d6f126b354c01dfab2cf",
+    "cifar100n_labels.npz": "fa0fbf6a20eb8f0a2a28ae1bbb2f19a51af46b853d9cfd3ecff0b75537753526",
+    "CIFAR-10_human.pt": "873e69c39cb9b5e97fb6bae2d60bb59b38a5cbc31d2b868f7903dcb2b9dd2310",
+    "CIFAR-100_human.pt": "bd2d80409754d420292d622e15e25248ba21e37d27429efac49c8da723f44394",
+    "cifar10_test_set_original_labels.npy": "8fba587d5b11011df52b2a20eb4a272eeaf20c2d162554059f714d4b78d23aed",
+}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Static facts about a dataset: classes, split sizes, stored image size (pixels)."""
+
+    name: str
+    num_classes: int
+    image_size: int
+    sizes: dict = field(default_factory=dict)  # split -> number of images (None = varies)
+
+
+SPECS = {
+    "cifar10": DatasetSpec("cifar10", 10, 32, {"train": 50000, "test": 10000}),
+    "cifar100": DatasetSpec("cifar100", 100, 32, {"train": 50000, "test": 10000}),
+    "imagenet100": DatasetSpec("imagenet100", 100, 128, {}),
+    "flowers102": DatasetSpec("flowers102", 102, 128, {}),
+    "stanford_cars": DatasetSpec("stanford_cars", 196, 128, {}),
+}
+
+
+class DataError(RuntimeError):
+    """A dataset or label file is missing or invalid; the message says how to fix it."""
+
+
+@dataclass
+class ImageSet:
+    """Images of one split in memory.
+
+    Attributes:
+        images: ``(N, 3, H, W)`` uint8 tensor.
+        labels: ``(N,)`` int64 tensor of class ids ``0..num_classes-1``.
+        indices: ``(N,)`` int64 numpy array: position of each image in the original split.
+        num_classes: number of classes of the labelling (after any class remapping).
+        name: e.g. ``"cifar10/train"``.
+        standin: True when the images are a generated stand-in, not the real dataset.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: np.ndarray
+    num_classes: int
+    name: str
+    standin: bool = False
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, idx: np.ndarray, name: Optional[str] = None) -> "ImageSet":
+        """The images at positions ``idx`` (positions in this set, not original indices)."""
+        idx_t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+        return ImageSet(self.images[idx_t], self.labels[idx_t], self.indices[np.asarray(idx, dtype=np.int64)],
+                        self.num_classes, name or self.name, self.standin)
+
+
+# --------------------------------------------------------------------------- locations
+def resolve_data_dir(data_dir: Optional[str | os.PathLike] = None) -> Optional[Path]:
+    """The offline data folder: the argument, else ``$EMBEDDING_NORMS_DATA``, else None."""
+    value = data_dir if data_dir not in (None, "") else os.environ.get(DATA_ENV) or None
+    return Path(value).expanduser().resolve() if value else None
+
+
+def download_allowed(download: Optional[bool] = None) -> bool:
+    """The download flag: the argument, else ``$EMBEDDING_NORMS_DOWNLOAD`` in {1,true,yes}."""
+    if download is not None:
+        return bool(download)
+    return os.environ.get(DOWNLOAD_ENV, "").lower() in ("1", "true", "yes")
+
+
+def cache_dir() -> Path:
+    """User cache folder (``$EMBEDDING_NORMS_CACHE`` or ``~/.cache/embedding_norms``)."""
+    base = os.environ.get(CACHE_ENV) or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "embedding_norms")
+    return Path(base).expanduser()
+
+
+def _missing(dataset: str, data_dir: Optional[Path], looked_for: list[str]) -> DataError:
+    where = f"in the data folder {data_dir}" if data_dir else "(no data folder given)"
+    return DataError(
+        f"{dataset} not found {where}; looked for: {', '.join(looked_for)}.\n"
+        f"Fix: either allow torchvision to download it (--download, or {DOWNLOAD_ENV}=1), "
+        f"or point to an offline folder holding it (--data-dir DIR, or {DATA_ENV}=DIR; "
+        f"see README 'Data')."
+    )
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_file(path: Path) -> None:
+    """Check a known offline file's checksum.
+
+    Raises:
+        DataError: the file's SHA-256 differs from the one in ``KNOWN_SHA256``.
+    """
+    expected = KNOWN_SHA256.get(path.name)
+    if expected is None:
+        return
+    got = sha256_of(path)
+    if got != expected:
+        raise DataError(f"{path}: wrong checksum (sha256 {got[:12]}..., expected {expected[:12]}...); "
+                        f"the file is corrupt or a different version: copy it again from the original source")
+
+
+# --------------------------------------------------------------------------- loading
+def dataset_available(dataset: str, data_dir: Optional[str | os.PathLike] = None,
+                      download: Optional[bool] = None) -> tuple[bool, str]:
+    """Whether ``dataset`` can be loaded here, and if not, why (no loading, no compute)."""
+    if dataset not in SPECS:
+        return False, f"unknown dataset {dataset!r}"
+    root = resolve_data_dir(data_dir)
+    if _locate(dataset, root) is not None:
+        return True, ""
+    if download_allowed(download) and dataset in ("cifar10", "cifar100", "flowers102"):
+        return True, "will be downloaded by torchvision"
+    return False, str(_missing(dataset, root, _candidates(dataset)))
+
+
+def _candidates(dataset: str) -> list[str]:
+    return {
+        "cifar10": ["cifar10_jpeg.npz", "cifar-10-batches-py/"],
+        "cifar100": ["cifar100_jpeg.npz", "cifar-100-python/"],
+        "imagenet100": ["imagenet100/train/<class>/*", "imagenet100/val/<class>/*"],
+        "flowers102": ["flowers-102/ (torchvision layout)"],
+        "stanford_cars": ["stanford_cars/ (torchvision layout)"],
+    }[dataset]
+
+
+def _locate(dataset: str, root: Optional[Path]) -> Optional[tuple[str, Path]]:
+    """(kind, path) of the first source of ``dataset`` found under ``root``."""
+    roots = [r for r in (root, cache_dir() / "data") if r is not None]
+    for r in roots:
+        if dataset == "cifar10":
+            if (r / "cifar10_jpeg.npz").is_file():
+                return "npz", r / "cifar10_jpeg.npz"
+            if (r / "cifar-10-batches-py").is_dir():
+                return "torchvision", r
+        elif dataset == "cifar100":
+            if (r / "cifar100_jpeg.npz").is_file():
+                return "npz", r / "cifar100_jpeg.npz"
+            if (r / "cifar-100-python").is_dir():
+                return "torchvision", r
+        elif dataset == "imagenet100":
+            if (r / "imagenet100" / "train").is_dir():
+                return "folder", r / "imagenet100"
+        elif dataset == "flowers102":
+            if (r / "flowers-102").is_dir():
+                return "torchvision", r
+        elif dataset == "stanford_cars":
+            if (r / "stanford_cars").is_dir():
+                return "torchvision", r
+    return None
+
+
+def load_split(dataset: str, split: str, data_dir: Optional[str | os.PathLike] = None,
+               download: Optional[bool] = None) -> ImageSet:
+    """Load one split of a dataset into memory (decoded once per process, then cached).
+
+    Args:
+        dataset: one of ``SPECS`` (cifar10, cifar100, imagenet100, flowers102, stanford_cars).
+        split: ``"train"`` or ``"test"`` (ImageNet-100's ``val``, Flowers' ``test``).
+        data_dir: offline folder; default ``$EMBEDDING_NORMS_DATA``.
+        download: allow torchvision to download (default ``$EMBEDDING_NORMS_DOWNLOAD``).
+
+    Returns:
+        ImageSet with images ``(N, 3, H, W)`` uint8 in original order.
+
+    Raises:
+        DataError: unknown dataset, missing files, wrong checksum or shape.
+    """
+    if dataset not in SPECS:
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(SPECS)}")
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r}; choose 'train' or 'test'")
+    root = resolve_data_dir(data_dir)
+    return _load_cached(dataset, split, str(root) if root else None, download_allowed(download))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(dataset: str, split: str, root_s: Optional[str], download: bool) -> ImageSet:
+    root = Path(root_s) if root_s else None
+    found = _locate(dataset, root)
+    if found is None:
+        if not download or dataset in ("imagenet100", "stanford_cars"):
+            raise _missing(dataset, root, _candidates(dataset))
+        target = root or (cache_dir() / "data")
+        target.mkdir(parents=True, exist_ok=True)
+        found = ("download", target)
+    kind, path = found
+    spec = SPECS[dataset]
+    if kind == "npz":
+        images, labels = _load_jpeg_npz(path, split)
+    elif kind in ("torchvision", "download") and dataset in ("cifar10", "cifar100"):
+        images, labels = _load_torchvision_cifar(dataset, path, split, download=(kind == "download"))
+    elif dataset == "imagenet100":
+        images, labels = _load_image_folder(path / ("train" if split == "train" else "val"), spec.image_size)
+    elif dataset == "flowers102":
+        images, labels = _load_flowers(path, split, spec.image_size, download=(kind == "download"))
+    else:
+        images, labels = _load_cars(path, split, spec.image_size)
+    expected = spec.sizes.get(split)
+    if expected is not None and len(labels) != expected:
+        raise DataError(f"{path}: {dataset}/{split} has {len(labels)} images, expected {expected}; "
+                        f"the folder is incomplete or holds another dataset")
+    if labels.min() < 0 or labels.max() >= spec.num_classes:
+        raise DataError(f"{path}: {dataset}/{split} labels outside 0..{spec.num_classes - 1}")
+    images.requires_grad_(False)
+    return ImageSet(images, labels, np.arange(len(labels)), spec.num_classes, f"{dataset}/{split}")
+
+
+def _decode_jpegs(buf: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
+    """Decode concatenated JPEG files to ``(N, 3, H, W)`` uint8 (torchvision.io, 2 threads)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    tb = torch.from_numpy(buf)
+    blobs = [tb[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+    chunks = [blobs[i:i + 2000] for i in range(0, len(blobs), 2000)]
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        parts = list(pool.map(lambda c: torch.stack(decode_jpeg(c, mode=ImageReadMode.RGB)), chunks))
+    return torch.cat(parts)
+
+
+def _load_jpeg_npz(path: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    verify_file(path)
+    try:
+        z = np.load(path, allow_pickle=False)
+        buf, off, labels = z[f"{split}_jpeg"], z[f"{split}_offsets"], z[f"{split}_labels"]
+    except (KeyError, ValueError, OSError) as exc:
+        raise DataError(f"{path}: not a valid JPEG archive ({exc}); expected keys {split}_jpeg, "
+                        f"{split}_offsets, {split}_labels (format in shared/data/README.md)") from exc
+    if off.ndim != 1 or len(off) != len(labels) + 1 or off[-1] != len(buf):
+        raise DataError(f"{path}: {split}_offsets has shape {off.shape}, expected ({len(labels) + 1},) ending at {len(buf)}")
+    images = _decode_jpegs(buf, off)
+    return images, torch.from_numpy(labels.astype(np.int64))
+
+
+def _load_torchvision_cifar(dataset: str, root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = CIFAR10 if dataset == "cifar10" else CIFAR100
+    try:
+        ds = cls(root=str(root), train=(split == "train"), download=download)
+    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
+        raise DataError(f"{root}: torchvision could not load {dataset}: {exc}. Re-download it (--download) "
+                        f"or fix the folder") from exc
+    images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+    return images, torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+
+
+def _decode_resize(paths: list[str], size: int) -> torch.Tensor:
+    """Read image files and resize them to ``size x size`` (bicubic, as the released code)."""
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2 import functional as F
+
+    def one(p: str) -> torch.Tensor:
+        img = decode_image(p, mode=ImageReadMode.RGB)
+        return F.resize(img, [size, size], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        return torch.stack(list(pool.map(one, paths)))
+
+
+def _cached_decode(key: str, paths: list[str], size: int) -> torch.Tensor:
+    """Decode + resize once and keep the result in the user cache (large folder datasets)."""
+    stat = "".join(f"{p}:{os.path.getsize(p)}" for p in paths)
+    digest = hashlib.sha256(f"{key}|{size}|{stat}".encode()).hexdigest()[:16]
+    cfile = cache_dir() / f"{key}-{size}px-{digest}.npy"
+    if cfile.is_file():
+        return torch.from_numpy(np.load(cfile))
+    images = _decode_resize(paths, size)
+    cfile.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cfile.with_suffix(f".tmp{os.getpid()}.npy")
+    np.save(tmp, images.numpy())
+    os.replace(tmp, cfile)
+    return images
+
+
+def _load_image_folder(folder: Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision.datasets import ImageFolder
+
+    if not folder.is_dir():
+        raise DataError(f"{folder} does not exist; ImageNet-100 needs imagenet100/train/<class>/ and imagenet100/val/<class>/")
+    ds = ImageFolder(str(folder), loader=lambda p: p)  # only the file list and labels
+    if len(ds.classes) != SPECS["imagenet100"].num_classes:
+        raise DataError(f"{folder}: found {len(ds.classes)} class folders, expected 100 (ImageNet-100)")
+    paths = [p for p, _ in ds.samples]
+    images = _cached_decode(f"imagenet100-{folder.name}", paths, size)
+    return images, torch.as_tensor([t for _, t in ds.samples], dtype=torch.int64)
+
+
+def _load_flowers(root: Path, split: str, size: int, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision.datasets import Flowers102
+
+    try:
+        ds = Flowers102(str(root), split="train" if split == "train" else "test", download=download)
+    except RuntimeError as exc:
+        raise DataError(f"{root}: torchvision could not load Flowers-102: {exc}") from exc
+    images = _cached_decode(f"flowers102-{split}", [str(p) for p in ds._image_files], size)
+    return images, torch.as_tensor(ds._labels, dtype=torch.int64)
+
+
+def _load_cars(root: Path, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision.datasets import StanfordCars
+
+    try:
+        ds = StanfordCars(str(root), split="train" if split == "train" else "test", download=False)
+    except RuntimeError as exc:
+        raise DataError(f"{root}: torchvision could not load Stanford Cars: {exc} (its download is broken "
+                        f"upstream; place the files in {root}/stanford_cars as torchvision expects)") from exc
+    images = _cached_decode(f"stanford_cars-{split}", [p for p, _ in ds._samples], size)
+    return images, torch.as_tensor([t for _, t in ds._samples], dtype=torch.int64)
+
+
+# --------------------------------------------------------------------------- stand-ins
+def make_standin(dataset: str, split: str, per_class: Optional[int] = None, seed: int = 0) -> ImageSet:
+    """A generated stand-in for a dataset that is not available (wiring tests only).
+
+    Each class has a fixed random low-frequency colour pattern; each image is that pattern,
+    randomly shifted, plus pixel noise, so a network can learn something. The number of
+    classes and the image size are the dataset's own (``SPECS``).
+
+    Args:
+        dataset: dataset name whose shape is imitated.
+        split: ``train`` or ``test`` (different images).
+        per_class: images per class (default 40 train / 10 test, fewer at 128 px).
+
+    Returns:
+        ImageSet with ``standin=True``.
+    """
+    spec = SPECS[dataset]
+    if per_class is None:
+        per_class = (40 if split == "train" else 10) if spec.image_size <= 32 else (8 if split == "train" else 4)
+    g = torch.Generator().manual_seed(zlib.crc32(dataset.encode()) + seed)  # same classes for train and test
+    s = spec.image_size
+    coarse = torch.rand(spec.num_classes, 3, 4, 4, generator=g)
+    patterns = torch.nn.functional.interpolate(coarse, size=(s, s), mode="bilinear", align_corners=False)
+    g2 = torch.Generator().manual_seed(seed * 31 + (0 if split == "train" else 1))
+    labels = torch.arange(spec.num_classes).repeat_interleave(per_class)
+    shifts = torch.randint(-s // 8, s // 8 + 1, (len(labels), 2), generator=g2)
+    base = patterns[labels]
+    imgs = torch.stack([torch.roll(b, (int(dy), int(dx)), dims=(1, 2)) for b, (dy, dx) in zip(base, shifts)])
+    imgs = (imgs + 0.15 * torch.randn(imgs.shape, generator=g2)).clamp(0, 1)
+    images = (imgs * 255).round().to(torch.uint8)
+    return ImageSet(images, labels.to(torch.int64), np.arange(len(labels)), spec.num_classes,
+                    f"{dataset}-standin/{split}", standin=True)

@@ -1,0 +1,78 @@
+"""Subsets of a dataset: stratified subsets, the released code's class imbalance, class holdout."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+#: Base of the exponential class imbalance in the released code (``CIFAR*_Unbalanced``).
+IMBALANCE_BASE = {"cifar10": 1.5, "cifar100": 1.03365}
+
+
+def exponential_counts(n_per_class: int, num_classes: int, base: float) -> list[int]:
+    """Images kept per class: ``int(n * exp(-i * log(base)))`` for class ``i``.
+
+    This is the released code's formula (``CIFAR10_Unbalanced.throw_away_samples``); with
+    ``n = 5000, base = 1.5`` it gives 5000, 3333, 2222, 1481, 987, 658, 438, 292, 195, 130.
+
+    Raises:
+        ValueError: ``n_per_class < 1`` or ``base <= 1``.
+    """
+    if n_per_class < 1 or base <= 1:
+        raise ValueError(f"need n_per_class >= 1 and base > 1, got {n_per_class}, {base}")
+    return [int(n_per_class * np.exp(-i * np.log(base))) for i in range(num_classes)]
+
+
+def imbalanced_indices(labels: np.ndarray, num_classes: int, base: float) -> np.ndarray:
+    """Positions kept by the exponential imbalance: the first ``counts[c]`` images of class ``c``.
+
+    ``n_per_class`` is the size of the smallest class of ``labels`` (so a balanced subset of
+    500 per class gives 500, 333, 222, ...). Positions are returned in ascending order.
+
+    Raises:
+        ValueError: a class is missing from ``labels``.
+    """
+    labels = np.asarray(labels)
+    per_class = [np.flatnonzero(labels == c) for c in range(num_classes)]
+    if min(len(p) for p in per_class) == 0:
+        raise ValueError("every class must be present to build the imbalanced subset")
+    counts = exponential_counts(min(len(p) for p in per_class), num_classes, base)
+    keep = np.concatenate([p[: max(1, k)] for p, k in zip(per_class, counts)])
+    return np.sort(keep)
+
+
+def stratified_subset(labels: np.ndarray, size: Optional[int], seed: int) -> np.ndarray:
+    """Positions of a seeded, class-stratified subset with ``size`` images (sorted).
+
+    ``size=None`` or ``size >= len(labels)`` returns all positions. Uses scikit-learn's
+    ``train_test_split(stratify=labels)``, so class proportions are kept.
+
+    Raises:
+        ValueError: ``size`` smaller than the number of classes.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if size is None or size >= n:
+        return np.arange(n)
+    n_classes = len(np.unique(labels))
+    if size < n_classes:
+        raise ValueError(f"a stratified subset of {size} images cannot hold all {n_classes} classes")
+    keep, _ = train_test_split(np.arange(n), train_size=size, stratify=labels, random_state=seed)
+    return np.sort(keep)
+
+
+def class_positions(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Positions whose label is in ``classes`` (ascending)."""
+    return np.flatnonzero(np.isin(np.asarray(labels), np.asarray(list(classes))))
+
+
+def remap_labels(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Map class ``classes[k]`` to ``k`` (labels must all be in ``classes``)."""
+    lut = np.full(int(max(max(classes), np.max(labels))) + 1, -1, dtype=np.int64)
+    lut[np.asarray(list(classes))] = np.arange(len(classes))
+    out = lut[np.asarray(labels)]
+    if (out < 0).any():
+        raise ValueError("labels outside the selected classes")
+    return out

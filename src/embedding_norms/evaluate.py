@@ -1,0 +1,112 @@
+"""Evaluation: embeddings of a dataset, weighted kNN accuracy, linear probe, norm statistics."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data.augment import SSLAugment, to_float
+from .models import SSLModel
+
+
+@torch.no_grad()
+def embed(model: SSLModel, images: torch.Tensor, device: torch.device, batch_size: int = 512,
+          augment: Optional[SSLAugment] = None, generator: Optional[torch.Generator] = None) -> dict[str, torch.Tensor]:
+    """Outputs of a model on a set of images, in eval mode (BatchNorm uses running statistics).
+
+    Args:
+        model: trained model (its train/eval mode is restored afterwards).
+        images: uint8 ``(N, 3, H, W)``.
+        augment: if given, embed one augmented view per image (with ``generator``), else the
+            un-augmented view.
+
+    Returns:
+        dict with float32 CPU tensors ``h`` ``(N, d_h)``, ``z`` ``(N, d_z)``, ``emb`` ``(N, d_z)``
+        (the loss-normalised embedding: ``z`` for SimCLR, predictor output ``p`` otherwise).
+    """
+    was_training = model.training
+    model.eval()
+    out: dict[str, list[torch.Tensor]] = {"h": [], "z": [], "emb": []}
+    try:
+        for i in range(0, len(images), batch_size):
+            chunk = images[i:i + batch_size]
+            x = augment(chunk, generator, device) if augment is not None else to_float(chunk.to(device))
+            o = model(x.contiguous(memory_format=torch.channels_last))
+            out["h"].append(o.h.float().cpu())
+            out["z"].append(o.z.float().cpu())
+            out["emb"].append(o.emb.float().cpu())
+    finally:
+        model.train(was_training)
+    return {k: torch.cat(v) if v else torch.empty(0) for k, v in out.items()}
+
+
+def knn_predict(query: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int,
+                k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> torch.Tensor:
+    """Weighted kNN classifier of InstDisc (Wu et al. 2018), as in the released ``knn_monitor``.
+
+    Cosine similarities ``s`` to the ``k`` nearest bank vectors vote for their labels with
+    weight ``exp(s / temperature)``; the prediction is the class with the largest total.
+
+    Args:
+        query: ``(Q, d)`` features (normalised here).
+        bank: ``(N, d)`` memory-bank features (normalised here).
+        bank_labels: ``(N,)`` int64.
+        k: neighbours (capped at ``N``).
+
+    Returns:
+        ``(Q,)`` int64 predicted labels.
+    """
+    q = F.normalize(query.float(), dim=1)
+    b = F.normalize(bank.float(), dim=1)
+    k = min(k, len(b))
+    preds = []
+    for i in range(0, len(q), chunk):
+        sims = q[i:i + chunk] @ b.t()
+        w, idx = sims.topk(k, dim=1)
+        lab = bank_labels[idx]
+        scores = torch.zeros(len(lab), num_classes, dtype=torch.float32)
+        scores.scatter_add_(1, lab, (w / temperature).exp())
+        preds.append(scores.argmax(1))
+    return torch.cat(preds)
+
+
+def knn_accuracy(query: torch.Tensor, query_labels: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor,
+                 num_classes: int, k: int = 200, temperature: float = 0.1) -> float:
+    """Weighted kNN accuracy in percent (see :func:`knn_predict`)."""
+    pred = knn_predict(query, bank, bank_labels, num_classes, k, temperature)
+    return float((pred == query_labels).float().mean() * 100)
+
+
+def linear_probe(model: SSLModel, train_images: torch.Tensor, train_labels: torch.Tensor,
+                 test_images: torch.Tensor, test_labels: torch.Tensor, device: torch.device,
+                 max_iter: int = 100, seed: int = 0) -> dict[str, float]:
+    """Linear probe on the frozen backbone representation ``h``.
+
+    Features come from :func:`embed` (eval mode, no gradient), so neither the weights nor
+    the BatchNorm statistics of the backbone change (the released probe leaves BatchNorm in
+    training mode; see REPORT.md). A multinomial logistic regression (scikit-learn, lbfgs) is
+    fit on standardised train features.
+
+    Returns:
+        ``{"train_acc": %, "test_acc": %}``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    htr = embed(model, train_images, device)["h"].numpy()
+    hte = embed(model, test_images, device)["h"].numpy()
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed))
+    clf.fit(htr, train_labels.numpy())
+    return {"train_acc": float(clf.score(htr, train_labels.numpy()) * 100),
+            "test_acc": float(clf.score(hte, test_labels.numpy()) * 100)}
+
+
+def norm_summary(norms: torch.Tensor | np.ndarray) -> dict[str, float]:
+    """Mean, median, 10 % and 90 % quantiles of a vector of norms."""
+    x = np.asarray(norms, dtype=np.float64)
+    return {"mean": float(x.mean()), "median": float(np.median(x)),
+            "q10": float(np.quantile(x, 0.1)), "q90": float(np.quantile(x, 0.9))}

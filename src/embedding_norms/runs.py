@@ -1,0 +1,226 @@
+"""The run store: one folder per training run, named from its config.
+
+::
+
+    runs/<method>-<dataset>[-imb][-holdout]-<hash>/
+        config.yaml        the full RunConfig (the run is reproducible from it alone)
+        status.json        state: pending | running | done | diverged | failed, reason, epoch, job ids
+        metrics.csv        one row per epoch: loss, lr, norm statistics, kNN accuracy
+        class_norms.csv    per-epoch, per-class mean norms (probe set)
+        checkpoints/       epoch_0001.pt, epoch_0002.pt, epoch_0004.pt, ..., latest.pt (+ .sha256)
+        embeddings/        epoch_0016.npz ... (train, train_aug, test, novel splits)
+        linear_probe.json  linear-probe accuracy (when configured)
+        train.log          log of the training process
+
+All files are written atomically (temp file + rename). A process trains a run only while
+holding an exclusive ``flock`` on ``<run>/.lock``; the lock disappears with the process, so a
+killed run is simply resumed by the next process that takes the lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .config import RunConfig, from_dict
+from .io import atomic_path, write_json, write_text
+
+STATES = ("pending", "running", "done", "diverged", "failed")
+DEFAULT_ROOT_ENV = "EMBEDDING_NORMS_RUNS"
+
+
+class RunLocked(RuntimeError):
+    """Another process holds the run's lock (it is training this run right now)."""
+
+
+@dataclass
+class RunStatus:
+    """Status of a run as stored in ``status.json`` (plus whether a process holds the lock)."""
+
+    state: str
+    reason: str = ""
+    epoch: int = 0
+    updated: float = 0.0
+    host: str = ""
+    pid: int = 0
+    slurm_job_id: Optional[str] = None
+    log: Optional[str] = None
+    locked: bool = False
+
+    @property
+    def finished(self) -> bool:
+        """True for terminal states (done, diverged, failed)."""
+        return self.state in ("done", "diverged", "failed")
+
+
+class RunStore:
+    """Folder of runs. ``root`` defaults to ``$EMBEDDING_NORMS_RUNS`` or ``./runs``."""
+
+    def __init__(self, root: Optional[str | os.PathLike] = None):
+        self.root = Path(root or os.environ.get(DEFAULT_ROOT_ENV) or "runs").resolve()
+
+    # -------------------------------------------------------------- paths
+    def path(self, cfg: RunConfig) -> Path:
+        """Folder of the run described by ``cfg``."""
+        return self.root / cfg.name
+
+    def ensure(self, cfg: RunConfig) -> Path:
+        """Create the run folder with its ``config.yaml`` and a pending status (idempotent).
+
+        Raises:
+            RuntimeError: the folder holds a different config (hash collision or tampering).
+        """
+        d = self.path(cfg)
+        d.mkdir(parents=True, exist_ok=True)
+        cfile = d / "config.yaml"
+        if cfile.exists():
+            stored = load_config(d)
+            if stored.hash() != cfg.hash():
+                raise RuntimeError(f"{cfile} holds a config with hash {stored.hash()}, expected {cfg.hash()}; "
+                                   f"move the folder away")
+        else:
+            write_text(cfile, yaml.safe_dump(cfg.to_dict(), sort_keys=True))
+        if not (d / "status.json").exists():
+            self.set_status(cfg, "pending")
+        return d
+
+    # -------------------------------------------------------------- status
+    def status(self, cfg: RunConfig) -> RunStatus:
+        """Current status; a ``running`` run whose lock is free is reported as ``pending``
+        (interrupted; it resumes from its last checkpoint)."""
+        d = self.path(cfg)
+        f = d / "status.json"
+        if not f.exists():
+            return RunStatus("pending", "not started")
+        try:
+            data = json.loads(f.read_text())
+        except json.JSONDecodeError:
+            return RunStatus("pending", "unreadable status.json (will be rewritten)")
+        st = RunStatus(**{k: v for k, v in data.items() if k in RunStatus.__dataclass_fields__})
+        st.locked = is_locked(d)
+        if st.state == "running" and not st.locked:
+            st.state = "pending"
+            st.reason = f"interrupted at epoch {st.epoch}; resumes from its last checkpoint"
+        return st
+
+    def set_status(self, cfg: RunConfig, state: str, reason: str = "", epoch: Optional[int] = None, **extra: Any) -> None:
+        """Write ``status.json`` atomically, keeping fields not given (e.g. the Slurm job id)."""
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        f = self.path(cfg) / "status.json"
+        old: dict[str, Any] = {}
+        if f.exists():
+            try:
+                old = json.loads(f.read_text())
+            except json.JSONDecodeError:
+                old = {}
+        old.update(extra)
+        old.update(state=state, reason=reason, updated=time.time(), host=socket.gethostname(), pid=os.getpid())
+        if epoch is not None:
+            old["epoch"] = int(epoch)
+        write_json(f, old)
+
+    # -------------------------------------------------------------- results
+    def metrics(self, cfg: RunConfig) -> pd.DataFrame:
+        """Per-epoch metrics (empty frame if none yet)."""
+        f = self.path(cfg) / "metrics.csv"
+        return pd.read_csv(f) if f.exists() else pd.DataFrame()
+
+    def class_norms(self, cfg: RunConfig) -> pd.DataFrame:
+        """Per-epoch, per-class norm statistics of the probe set (empty frame if none)."""
+        f = self.path(cfg) / "class_norms.csv"
+        return pd.read_csv(f) if f.exists() else pd.DataFrame()
+
+    def embeddings(self, cfg: RunConfig, epoch: Optional[int] = None) -> dict[str, np.ndarray]:
+        """Saved embeddings at ``epoch`` (default: the last saved epoch).
+
+        Keys are ``<split>/<field>``: splits ``train``, ``train_aug``, ``test``, ``novel``;
+        fields ``emb`` ``(N, d)`` float16, ``emb_norm``, ``z_norm``, ``h_norm`` ``(N,)`` float32,
+        ``labels``, ``indices`` ``(N,)`` int64 (positions in the original split).
+
+        Raises:
+            FileNotFoundError: no embeddings saved (at that epoch).
+        """
+        d = self.path(cfg) / "embeddings"
+        files = sorted(d.glob("epoch_*.npz")) if d.exists() else []
+        if epoch is not None:
+            files = [f for f in files if f.name == f"epoch_{epoch:04d}.npz"]
+        if not files:
+            raise FileNotFoundError(f"no embeddings{'' if epoch is None else f' at epoch {epoch}'} in {d}")
+        with np.load(files[-1], allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def linear_probe(self, cfg: RunConfig) -> Optional[dict[str, Any]]:
+        """Linear-probe result dict, or None."""
+        f = self.path(cfg) / "linear_probe.json"
+        return json.loads(f.read_text()) if f.exists() else None
+
+
+def load_config(run_dir: str | os.PathLike) -> RunConfig:
+    """The :class:`RunConfig` stored in ``<run_dir>/config.yaml``."""
+    f = Path(run_dir) / "config.yaml"
+    return from_dict(yaml.safe_load(f.read_text()), source=str(f))
+
+
+def write_frame(path: Path, frame: pd.DataFrame) -> None:
+    """Atomically write a CSV."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+# ------------------------------------------------------------------ locking
+class RunLock:
+    """Exclusive, non-blocking ``flock`` on ``<run_dir>/.lock``; released when the process ends.
+
+    Raises:
+        RunLocked: on ``__enter__`` when another process holds the lock.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.fh = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise RunLocked(f"{self.path.parent} is being trained by another process") from None
+        self.fh = fh
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{socket.gethostname()} {os.getpid()}\n")
+        fh.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fh is not None:
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
+            self.fh.close()
+            self.fh = None
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a process currently holds the run's lock."""
+    path = Path(run_dir) / ".lock"
+    if not path.exists():
+        return False
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return False

@@ -1,0 +1,381 @@
+"""One training run: SGD with the released schedule, norm tracking, kNN, checkpoints, resume.
+
+``train(cfg)`` trains the run described by ``cfg`` into its run-store folder and returns its
+final :class:`~embedding_norms.runs.RunStatus`. It is idempotent: a finished run is not
+trained again; an interrupted run resumes from its newest valid checkpoint; with a fixed
+seed on the CPU the resumed run ends with exactly the metrics of an uninterrupted one
+(per-epoch data order and augmentations are seeded by ``(seed, epoch)``).
+
+Command line (one run)::
+
+    python -m embedding_norms.train --method simclr --profile smoke --set optim.lr=0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import ConfigError, OptimConfig, RunConfig, parse_dotted
+from .data import RunData, SSLAugment, prepare_data
+from .evaluate import embed, knn_accuracy, linear_probe, norm_summary
+from .io import atomic_path, write_json
+from .models import SSLModel
+from .runs import RunLock, RunStatus, RunStore, write_frame
+
+log = logging.getLogger("embedding_norms.train")
+
+
+# --------------------------------------------------------------------------- schedule
+def schedule_value(step: int, steps_per_epoch: int, cfg: OptimConfig, epochs: int) -> float:
+    """The released code's ``get_lr``: linear warm-up from 0, then cosine decay.
+
+    ``v(step) = lr * step / W`` for ``step <= W`` (``W = warmup_epochs * steps_per_epoch``),
+    else ``final + (lr - final) * (1 + cos(pi * step / T)) / 2`` with
+    ``T = schedule_epochs * steps_per_epoch`` (the cosine is evaluated from step 0, as released).
+    """
+    total = (cfg.schedule_epochs if cfg.schedule_epochs is not None else epochs) * steps_per_epoch
+    warm = cfg.warmup_epochs * steps_per_epoch
+    if step > warm:
+        return cfg.final_lr + (cfg.lr - cfg.final_lr) * 0.5 * (1 + math.cos(step / total * math.pi))
+    return cfg.lr * step / warm if warm > 0 else cfg.lr
+
+
+def learning_rate(step: int, micro_batches_per_epoch: int, cfg: OptimConfig, epochs: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based), with the released quirks as configured.
+
+    * ``lr_schedule="released"``: the released code passes ``get_lr`` to ``LambdaLR`` as a
+      multiplier of ``lr``, so the learning rate is ``lr * v(step)`` (peak ``lr**2``);
+      ``"intended"``: ``v(step)``.
+    * ``accumulation="released"``: ``get_lr`` counts epochs in micro-batches but is stepped
+      once per optimizer step, so the schedule is stretched ``accumulation_steps`` times;
+      ``"intended"``: it counts optimizer steps.
+    """
+    per_epoch = micro_batches_per_epoch if cfg.accumulation == "released" else max(1, micro_batches_per_epoch // cfg.accumulation_steps)
+    v = schedule_value(step, per_epoch, cfg, epochs)
+    return cfg.lr * v if cfg.lr_schedule == "released" else v
+
+
+def is_checkpoint_epoch(epoch: int, last: int) -> bool:
+    """Checkpoints are kept at every power-of-two epoch and at the last epoch."""
+    return epoch == last or (epoch > 0 and epoch & (epoch - 1) == 0)
+
+
+def resolve_device(device: Optional[str | torch.device] = None) -> torch.device:
+    """``device`` or, if None/"auto", CUDA when available else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Atomically save ``state`` with a ``.sha256`` side file."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+        digest = _sha256(tmp)
+    with atomic_path(path.with_suffix(".sha256")) as tmp:
+        tmp.write_text(digest + "\n")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint after verifying its checksum.
+
+    Raises:
+        ValueError: checksum missing or different (corrupt or truncated file), or unreadable.
+    """
+    side = path.with_suffix(".sha256")
+    if not side.exists():
+        raise ValueError(f"{path}: no checksum file")
+    if _sha256(path) != side.read_text().strip():
+        raise ValueError(f"{path}: checksum mismatch (corrupt or truncated)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling error means a bad file
+        raise ValueError(f"{path}: unreadable ({exc})") from exc
+
+
+def _checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
+    """Checkpoints newest first: ``latest.pt`` then ``epoch_*.pt`` by decreasing epoch."""
+    files = sorted(ckpt_dir.glob("epoch_*.pt"), reverse=True)
+    latest = ckpt_dir / "latest.pt"
+    return ([latest] if latest.exists() else []) + files
+
+
+# --------------------------------------------------------------------------- records
+def _norm_records(model: SSLModel, data: RunData, device: torch.device, epoch: int) -> tuple[dict, list[dict]]:
+    out = embed(model, data.probe.images, device)
+    row: dict[str, Any] = {}
+    norms = {"emb": out["emb"].norm(dim=1), "z": out["z"].norm(dim=1), "h": out["h"].norm(dim=1)}
+    for key, n in norms.items():
+        for stat, v in norm_summary(n).items():
+            row[f"{key}_norm_{stat}"] = v
+    labels = data.probe.labels.numpy()
+    per_class = []
+    for c in range(data.num_classes):
+        m = labels == c
+        if m.any():
+            per_class.append({"epoch": epoch, "class": c, "count": int(m.sum()),
+                              **{f"{key}_norm_mean": float(n.numpy()[m].mean()) for key, n in norms.items()}})
+    return row, per_class
+
+
+def _knn(model: SSLModel, data: RunData, cfg: RunConfig, device: torch.device) -> float:
+    bank = embed(model, data.train.images, device)["h"]
+    query = embed(model, data.test.images, device)["h"]
+    return knn_accuracy(query, data.test.labels, bank, data.train.labels, data.num_classes,
+                        cfg.eval.knn_k, cfg.eval.knn_temperature)
+
+
+def _save_embeddings(model: SSLModel, data: RunData, cfg: RunConfig, device: torch.device, path: Path) -> None:
+    aug = SSLAugment(cfg.data.image_size, cfg.data.jitter_strength)
+    g = torch.Generator().manual_seed(cfg.train.seed * 7 + 12345)
+    splits = {"train": (data.train, None), "train_aug": (data.train, aug), "test": (data.test, None)}
+    if data.novel is not None:
+        splits["novel"] = (data.novel, None)
+    arrays: dict[str, np.ndarray] = {}
+    for name, (s, a) in splits.items():
+        out = embed(model, s.images, device, augment=a, generator=g)
+        arrays[f"{name}/emb"] = out["emb"].numpy().astype(np.float16)
+        arrays[f"{name}/emb_norm"] = out["emb"].norm(dim=1).numpy().astype(np.float32)
+        arrays[f"{name}/z_norm"] = out["z"].norm(dim=1).numpy().astype(np.float32)
+        arrays[f"{name}/h_norm"] = out["h"].norm(dim=1).numpy().astype(np.float32)
+        arrays[f"{name}/labels"] = s.labels.numpy().astype(np.int64)
+        arrays[f"{name}/indices"] = np.asarray(s.indices, dtype=np.int64)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
+
+
+# --------------------------------------------------------------------------- training
+def _optimizer(model: SSLModel, cfg: RunConfig) -> torch.optim.SGD:
+    o = cfg.optim
+    params = model.online_parameters()
+    if o.predictor_constant_lr and model.predictor is not None:
+        pred = {id(p) for p in model.predictor.parameters()}
+        groups = [{"params": [p for p in params if id(p) not in pred], "scheduled": True},
+                  {"params": [p for p in params if id(p) in pred], "scheduled": False, "lr": o.lr}]
+    else:
+        groups = [{"params": params, "scheduled": True}]
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def _setup_logging(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def train(cfg: RunConfig, store: Optional[RunStore] = None, data_dir: Optional[str] = None,
+          download: Optional[bool] = None, device: Optional[str | torch.device] = None,
+          progress: bool = True, extra_status: Optional[dict[str, Any]] = None) -> RunStatus:
+    """Train (or resume, or skip if finished) the run described by ``cfg``.
+
+    Args:
+        cfg: the run.
+        store: run store (default ``./runs`` or ``$EMBEDDING_NORMS_RUNS``).
+        data_dir, download: where the data comes from (see :mod:`embedding_norms.data.sources`).
+        device: ``cpu``, ``cuda`` or None (auto).
+        progress: show tqdm progress bars.
+        extra_status: fields recorded in ``status.json`` (e.g. ``slurm_job_id``).
+
+    Returns:
+        the final status (``done``, ``diverged`` or ``failed``).
+
+    Raises:
+        RunLocked: another process is training this run.
+        ConfigError, DataError: invalid config or data, raised before any training step.
+        KeyboardInterrupt: re-raised after marking the run as interrupted (it resumes later).
+    """
+    store = store or RunStore()
+    run_dir = store.ensure(cfg)
+    with RunLock(run_dir):
+        st = store.status(cfg)
+        if st.finished:
+            return st
+        handler = _setup_logging(run_dir)
+        try:
+            return _train_locked(cfg, store, run_dir, data_dir, download, resolve_device(device), progress,
+                                 extra_status or {})
+        except (KeyboardInterrupt, SystemExit):
+            store.set_status(cfg, "running", "interrupted", **(extra_status or {}))  # lock is released next
+            raise
+        except (ConfigError,) as exc:
+            store.set_status(cfg, "failed", f"{type(exc).__name__}: {exc}", log=str(run_dir / "train.log"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded in status and log, then reported
+            log.error("run failed:\n%s", traceback.format_exc())
+            store.set_status(cfg, "failed", f"{type(exc).__name__}: {exc}", log=str(run_dir / "train.log"))
+            return store.status(cfg)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+
+
+def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, download, device: torch.device,
+                  progress: bool, extra_status: dict[str, Any]) -> RunStatus:
+    t0 = time.time()
+    data = prepare_data(cfg.data, cfg.eval, cfg.train.seed, cfg.train.probe_size, data_dir, download)
+    o = cfg.optim
+    micro = len(data.train) // o.batch_size
+    opt_steps = micro // o.accumulation_steps
+    if opt_steps < 1:
+        raise ConfigError(f"the training set has {len(data.train)} images, fewer than one optimizer step of "
+                          f"optim.batch_size x optim.accumulation_steps = {o.batch_size * o.accumulation_steps}; "
+                          f"lower the batch size or enlarge data.train_size")
+    log.info("run %s on %s: %d train / %d test images, %d optimizer steps per epoch", cfg.name, device,
+             len(data.train), len(data.test), opt_steps)
+
+    torch.manual_seed(cfg.train.seed)
+    model = SSLModel(cfg).to(device).to(memory_format=torch.channels_last)
+    opt = _optimizer(model, cfg)
+    aug = SSLAugment(cfg.data.image_size, cfg.data.jitter_strength)
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir.mkdir(exist_ok=True)
+    (run_dir / "embeddings").mkdir(exist_ok=True)
+
+    start_epoch, global_step = 0, 0
+    rows: list[dict] = []
+    class_rows: list[dict] = []
+    notes: list[str] = []
+    for cand in _checkpoint_candidates(ckpt_dir):
+        try:
+            state = load_checkpoint(cand)
+        except ValueError as exc:
+            notes.append(f"skipped corrupt checkpoint {cand.name}: {exc}")
+            log.warning("%s; trying an older checkpoint", exc)
+            continue
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, global_step = state["epoch"], state["global_step"]
+        old = store.metrics(cfg)
+        rows = old[old.epoch <= start_epoch].to_dict("records") if len(old) else []
+        oldc = store.class_norms(cfg)
+        class_rows = oldc[oldc.epoch <= start_epoch].to_dict("records") if len(oldc) else []
+        log.info("resumed from %s (epoch %d)", cand.name, start_epoch)
+        break
+    store.set_status(cfg, "running", "; ".join(notes), epoch=start_epoch, **extra_status)
+
+    def record(epoch: int, loss: float, lr: float, seconds: float) -> None:
+        row, per_class = _norm_records(model, data, device, epoch)
+        knn = _knn(model, data, cfg, device) if epoch in cfg.train.eval_epochs else float("nan")
+        rows.append({"epoch": epoch, "step": global_step, "loss": loss, "lr": lr, "epoch_seconds": seconds,
+                     "knn_acc": knn, **row})
+        class_rows.extend(per_class)
+        if epoch in cfg.train.save_embeddings_epochs:
+            _save_embeddings(model, data, cfg, device, run_dir / "embeddings" / f"epoch_{epoch:04d}.npz")
+        write_frame(run_dir / "metrics.csv", pd.DataFrame(rows))
+        write_frame(run_dir / "class_norms.csv", pd.DataFrame(class_rows))
+
+    def checkpoint(epoch: int) -> None:
+        state = {"epoch": epoch, "global_step": global_step, "model": model.state_dict(),
+                 "optimizer": opt.state_dict(), "config_hash": cfg.hash()}
+        save_checkpoint(ckpt_dir / "latest.pt", state)
+        if is_checkpoint_epoch(epoch, cfg.train.epochs):
+            save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", state)
+
+    if start_epoch == 0 and not rows:
+        record(0, float("nan"), 0.0, 0.0)
+
+    epochs = range(start_epoch + 1, cfg.train.epochs + 1)
+    bar = tqdm(epochs, desc=cfg.name, disable=not progress, leave=False, dynamic_ncols=True)
+    for epoch in bar:
+        model.train()
+        g = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(data.train), generator=g)
+        t_epoch, losses = time.time(), []
+        lr = 0.0
+        inner = tqdm(range(opt_steps), desc=f"epoch {epoch}", disable=not progress, leave=False, dynamic_ncols=True)
+        for s in inner:
+            lr = learning_rate(global_step, micro, o, cfg.train.epochs)
+            for group in opt.param_groups:
+                if group["scheduled"]:
+                    group["lr"] = lr
+            for a in range(o.accumulation_steps):
+                k = s * o.accumulation_steps + a
+                idx = perm[k * o.batch_size:(k + 1) * o.batch_size]
+                imgs = data.train.images[idx]
+                x1 = aug(imgs, g, device).contiguous(memory_format=torch.channels_last)
+                x2 = aug(imgs, g, device).contiguous(memory_format=torch.channels_last)
+                loss, _ = model.loss(x1, x2)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    msg = f"loss became {value} at epoch {epoch}, step {global_step}"
+                    log.error(msg)
+                    store.set_status(cfg, "diverged", msg, epoch=epoch)
+                    return store.status(cfg)
+                (loss / o.accumulation_steps if o.accumulation == "intended" else loss).backward()
+                losses.append(value)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            model.update_target()
+            global_step += 1
+            inner.set_postfix(loss=f"{np.mean(losses):.3f}", lr=f"{lr:.3g}")
+        inner.close()
+        record(epoch, float(np.mean(losses)), lr, time.time() - t_epoch)
+        checkpoint(epoch)
+        last = rows[-1]
+        bar.set_postfix(loss=f"{last['loss']:.3f}", norm=f"{last['emb_norm_mean']:.2f}")
+        log.info("epoch %d: loss %.4f, lr %.4g, mean embedding norm %.3f, kNN %s", epoch, last["loss"], lr,
+                 last["emb_norm_mean"], f"{last['knn_acc']:.2f}%" if not math.isnan(last["knn_acc"]) else "-")
+        store.set_status(cfg, "running", "", epoch=epoch)
+    bar.close()
+
+    if cfg.train.linear_probe:
+        res = linear_probe(model, data.train.images, data.train.labels, data.test.images, data.test.labels,
+                           device, cfg.eval.linear_probe_epochs, cfg.train.seed)
+        write_json(run_dir / "linear_probe.json", res)
+    store.set_status(cfg, "done", f"trained in {time.time() - t0:.0f} s", epoch=cfg.train.epochs)
+    return store.status(cfg)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Command line: train one run (see module docstring)."""
+    p = argparse.ArgumentParser(description="Train one SSL run into the run store.")
+    p.add_argument("--method", required=True, choices=["simclr", "simsiam", "byol"])
+    p.add_argument("--profile", default="quick", choices=["paper", "quick", "smoke"])
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.1")
+    p.add_argument("--runs", default=None, help="run store folder (default ./runs)")
+    p.add_argument("--data-dir", default=None, help="offline data folder (default $EMBEDDING_NORMS_DATA)")
+    p.add_argument("--download", action="store_true", help="allow torchvision to download datasets")
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        cfg = RunConfig.load(args.method, args.profile, parse_dotted(args.set))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    store = RunStore(args.runs)
+    st = train(cfg, store, args.data_dir, args.download or None, args.device, progress=not args.no_progress)
+    print(f"{cfg.name}: {st.state} {st.reason}")
+    return 0 if st.state == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
