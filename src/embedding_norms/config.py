@@ -292,7 +292,7 @@ class RunConfig:
         return cfg
 
 
-PROFILE_KEYS = {"description", "run", "methods", "artifacts", "_path"}
+PROFILE_KEYS = {"description", "run", "methods", "artifacts", "missing_data", "_path"}
 
 
 def load_profile(profile: str, config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
@@ -308,7 +308,9 @@ def load_profile(profile: str, config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
     data["_path"] = path
     unknown = set(data) - PROFILE_KEYS
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; valid: description, run, methods, artifacts")
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; valid: description, run, methods, artifacts, missing_data")
+    if data.get("missing_data", "skip") not in ("skip", "standin"):
+        raise ConfigError(f"{path}: missing_data must be skip or standin, got {data.get('missing_data')!r}")
     for m in (data.get("methods") or {}):
         if m not in METHODS:
             raise ConfigError(f"{path}: methods.{m}: unknown method; choose one of {', '.join(METHODS)}")

@@ -113,9 +113,13 @@ class RunStore:
             st.reason = f"interrupted at epoch {st.epoch}; resumes from its last checkpoint"
         return st
 
-    def set_status(self, cfg: RunConfig, state: str, reason: str = "", epoch: Optional[int] = None, **extra: Any) -> None:
-        """Write ``status.json`` atomically, keeping fields not given (e.g. the Slurm job id)."""
-        if state not in STATES:
+    def set_status(self, cfg: RunConfig, state: Optional[str], reason: Optional[str] = "",
+                   epoch: Optional[int] = None, **extra: Any) -> None:
+        """Write ``status.json`` atomically, keeping fields not given (e.g. the Slurm job id).
+
+        ``state=None`` / ``reason=None`` keep the stored state / reason (to add fields only).
+        """
+        if state is not None and state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         f = self.path(cfg) / "status.json"
         old: dict[str, Any] = {}
@@ -125,7 +129,12 @@ class RunStore:
             except json.JSONDecodeError:
                 old = {}
         old.update(extra)
-        old.update(state=state, reason=reason, updated=time.time(), host=socket.gethostname(), pid=os.getpid())
+        if state is not None:
+            old.update(state=state, host=socket.gethostname(), pid=os.getpid())
+        old.setdefault("state", "pending")
+        if reason is not None:
+            old["reason"] = reason
+        old["updated"] = time.time()
         if epoch is not None:
             old["epoch"] = int(epoch)
         write_json(f, old)

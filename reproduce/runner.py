@@ -1,0 +1,209 @@
+"""The top-level runner: ``python -m reproduce [all | NAME ... | status] --profile ... --launcher ...``.
+
+1. Plan: every selected artifact declares the runs it needs for the profile (validated
+   configs; datasets that are missing are skipped with their reason, or replaced by a
+   stand-in in the ``smoke`` profile).
+2. Train: runs are deduplicated by config hash; finished runs are reused; pending runs are
+   trained locally or as a Slurm job array (``embedding_norms.launch``).
+3. Build: each artifact reads its runs and writes ``figures/``, ``tables/``,
+   ``results/<name>.json``; a failing artifact is reported and the others still build.
+4. Report: REPORT.md is rebuilt from all result files of the profile.
+
+Outputs of the ``quick`` profile go into the repository (they are committed); ``smoke`` and
+``paper`` write into ``outputs/<profile>/`` unless ``--out`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from embedding_norms.config import PROFILES, ConfigError
+from embedding_norms.data import DataError, resolve_data_dir
+from embedding_norms.launch import SlurmOptions, execute
+from embedding_norms.report import load_results, render_report, write_result
+from embedding_norms.runs import RunStore, is_locked
+
+from .common import Artifact, OutputDirs, Plan, RunSpec, timed_build
+from .registry import load_artifacts
+
+#: Training throughput measured on the 2-core development CPU (pairs of views per second),
+#: used by --dry-run for a rough time estimate. See README "Speed".
+CPU_PAIRS_PER_SECOND = {("resnet18_narrow", 16): 150.0, ("resnet18_narrow", 8): 450.0, ("resnet18", 64): 100.0}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m reproduce",
+                                description="Rebuild the paper's figures and tables (training the runs they need).")
+    p.add_argument("targets", nargs="*", default=["all"],
+                   help="'all', artifact names, or 'status' (show the state of every needed run)")
+    p.add_argument("--profile", default="quick", choices=PROFILES, help="scale of the experiments (default quick)")
+    p.add_argument("--launcher", default="local", choices=["local", "slurm"], help="where pending runs train")
+    p.add_argument("--jobs", type=int, default=1, help="local: runs trained at once (worker processes)")
+    p.add_argument("--data-dir", default=None, help="offline data folder (default $EMBEDDING_NORMS_DATA)")
+    p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
+    p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained and their cost; train nothing")
+    p.add_argument("--force", action="append", default=[], metavar="NAME",
+                   help="retrain the runs of artifact NAME from scratch and rebuild it (repeatable)")
+    p.add_argument("--runs", default=None, help="run store folder (default ./runs or $EMBEDDING_NORMS_RUNS)")
+    p.add_argument("--out", default=None, help="output folder (default: repository for quick, outputs/<profile> otherwise)")
+    p.add_argument("--device", default=None, help="cpu, cuda, or auto (default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s = p.add_argument_group("Slurm (with --launcher slurm)")
+    s.add_argument("--slurm-config", default=None, help="YAML file with partition, gpus, cpus, mem_gb, time_min, ...")
+    s.add_argument("--slurm-partition", default=None)
+    s.add_argument("--slurm-gpus", type=int, default=None, help="GPUs per run (default 1)")
+    s.add_argument("--slurm-cpus", type=int, default=None, help="CPUs per run (default 8)")
+    s.add_argument("--slurm-mem-gb", type=float, default=None, help="memory per run in GB (default 32)")
+    s.add_argument("--slurm-time-min", type=int, default=None, help="time limit per run in minutes (default 1440)")
+    s.add_argument("--slurm-account", default=None)
+    s.add_argument("--slurm-logs", default=None, help="submitit folder for job scripts and logs (default slurm_logs/%%j)")
+    return p
+
+
+def select(targets: list[str], registry: dict[str, Artifact]) -> list[Artifact]:
+    """The artifacts named by ``targets`` ('all' = every registered artifact).
+
+    Raises:
+        SystemExit: an unknown name (the message lists the valid ones).
+    """
+    if not targets or "all" in targets:
+        return list(registry.values())
+    unknown = [t for t in targets if t not in registry]
+    if unknown:
+        raise SystemExit(f"error: unknown artifact(s) {', '.join(unknown)}; choose from: all, status, "
+                         f"{', '.join(registry)}")
+    return [registry[t] for t in targets]
+
+
+def estimate(spec: RunSpec) -> str:
+    """Rough cost of a run: pair-epochs, and minutes on the development CPU when known."""
+    c = spec.cfg
+    n = c.data.train_size or 50000
+    pairs = n * c.train.epochs
+    rate = CPU_PAIRS_PER_SECOND.get((c.model.backbone, c.model.width if c.model.backbone.endswith("narrow") else 64))
+    cpu = f", ~{pairs / rate / 60:.1f} min on the 2-core dev CPU" if rate and c.data.image_size <= 32 else ""
+    return f"{c.train.epochs} epochs x {n} images = {pairs:,} view pairs{cpu}"
+
+
+class _Terminate(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame):  # turn SIGTERM into a clean interruption (runs resume later)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    t_start = time.time()
+    registry = load_artifacts()
+    status_only = args.targets == ["status"]
+    artifacts = select([t for t in args.targets if t != "status"] or ["all"], registry)
+    data_dir = str(resolve_data_dir(args.data_dir)) if resolve_data_dir(args.data_dir) else None
+    plan = Plan(args.profile, data_dir, True if args.download else None)
+    store = RunStore(args.runs)
+    out = OutputDirs.for_profile(args.profile, args.out)
+    for f in args.force:
+        if f not in registry:
+            raise SystemExit(f"error: --force {f}: unknown artifact; choose from {', '.join(registry)}")
+
+    # ---- 1. plan (all validation before any compute)
+    try:
+        specs = {a.name: a.runs(plan) for a in artifacts}
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    needed: dict[str, RunSpec] = {}
+    for a in artifacts:
+        for s in specs[a.name]:
+            if s.cfg is not None:
+                needed.setdefault(s.cfg.hash(), s)
+
+    if status_only:
+        print(f"profile {args.profile}; run store {store.root}")
+        for a in artifacts:
+            for s in specs[a.name]:
+                if s.cfg is None:
+                    print(f"  {a.name:24s} {s.label:28s} skipped   {s.skipped}")
+                    continue
+                st = store.status(s.cfg)
+                extra = f" (Slurm job {st.slurm_job_id})" if st.slurm_job_id else ""
+                print(f"  {a.name:24s} {s.label:28s} {st.state:9s} {store.path(s.cfg)}{extra} {st.reason}")
+        return 0
+
+    pending = [s for s in needed.values() if not store.status(s.cfg).finished]
+    forced = {s.cfg.hash(): s for a in artifacts if a.name in args.force for s in specs[a.name] if s.cfg is not None}
+    if args.dry_run:
+        todo = {s.cfg.hash(): s for s in pending} | forced
+        print(f"profile {args.profile}: {len(needed)} distinct runs needed by {len(artifacts)} artifacts; "
+              f"{len(todo)} to train ({len(needed) - len(pending)} already finished in {store.root})")
+        for s in todo.values():
+            print(f"  {s.cfg.name:44s} {s.label:28s} {estimate(s)}")
+        for a in artifacts:
+            for s in specs[a.name]:
+                if s.cfg is None:
+                    print(f"  skipped in {a.name}: {s.label}: {s.skipped}")
+        return 0
+
+    for h, s in forced.items():
+        d = store.path(s.cfg)
+        if d.exists():
+            if is_locked(d):
+                print(f"error: --force: {d} is being trained by another process", file=sys.stderr)
+                return 2
+            shutil.rmtree(d)
+    pending = [s for s in needed.values() if not store.status(s.cfg).finished]
+
+    # ---- 2. train
+    old = signal.signal(signal.SIGTERM, _on_sigterm)
+    t_train = time.time()
+    try:
+        if pending:
+            print(f"training {len(pending)} run(s) with the {args.launcher} launcher "
+                  f"({len(needed) - len(pending)} reused from {store.root})", flush=True)
+            slurm = None
+            if args.launcher == "slurm":
+                kw = dict(partition=args.slurm_partition, gpus=args.slurm_gpus, cpus=args.slurm_cpus,
+                          mem_gb=args.slurm_mem_gb, time_min=args.slurm_time_min, account=args.slurm_account,
+                          folder=args.slurm_logs)
+                slurm = (SlurmOptions.from_yaml(args.slurm_config, **kw) if args.slurm_config
+                         else SlurmOptions(**{k: v for k, v in kw.items() if v is not None}))
+            results = execute([s.cfg for s in pending], store, args.launcher, args.jobs, data_dir,
+                              plan.download, args.device, slurm, progress=not args.no_progress)
+            for r in results:
+                if r.state != "done":
+                    print(f"  run {r.name}: {r.state}: {r.reason}" + (f" (log: {r.log})" if r.log else ""))
+        else:
+            print(f"all {len(needed)} needed run(s) already trained in {store.root}", flush=True)
+        training_s = time.time() - t_train
+
+        # ---- 3. build
+        t_build = time.time()
+        for a in artifacts:
+            res = timed_build(a, plan, store, out)
+            write_result(res, out.results)
+            print(f"  {a.name:24s} {res.status:8s} {res.seconds:6.1f} s"
+                  + (f"  ERROR: {res.error.strip().splitlines()[-1]}" if res.error else ""), flush=True)
+        building_s = time.time() - t_build
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs and outputs are kept; the next call continues where this one stopped",
+              file=sys.stderr)
+        return 130
+    except (ConfigError, DataError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+    # ---- 4. report
+    render_report(load_results(out.results), args.profile, out.report,
+                  timing={"total": time.time() - t_start, "training": training_s, "building": building_s})
+    print(f"done in {time.time() - t_start:.0f} s: figures in {out.figures}, tables in {out.tables}, "
+          f"results in {out.results}, report {out.report}")
+    return 0

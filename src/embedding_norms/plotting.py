@@ -1,0 +1,65 @@
+"""One figure style for the whole repository, and atomic saving of figures and tables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed (also on cluster nodes)
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+
+#: Colours of the methods, used by every figure.
+METHOD_COLORS = {"simclr": "#1f77b4", "simsiam": "#d62728", "byol": "#2ca02c"}
+METHOD_LABELS = {"simclr": "SimCLR", "simsiam": "SimSiam", "byol": "BYOL"}
+
+
+def setup_style() -> None:
+    """Seaborn 'whitegrid' paper style with readable fonts; call before making a figure."""
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 160, "savefig.bbox": "tight",
+                         "axes.titlesize": "medium", "legend.fontsize": "small"})
+
+
+def save_figure(fig: plt.Figure, stem: str | os.PathLike) -> list[Path]:
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` atomically and close it.
+
+    Returns:
+        the two paths written.
+    """
+    stem = Path(stem)
+    out = []
+    for ext in ("png", "pdf"):
+        path = stem.with_suffix(f".{ext}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=ext)
+        out.append(path)
+    plt.close(fig)
+    return out
+
+
+def save_table(frame: pd.DataFrame, stem: str | os.PathLike, float_format: str = "{:.4g}") -> list[Path]:
+    """Save a table as ``<stem>.csv`` (full precision), ``.md`` and ``.tex`` (rounded), atomically.
+
+    Returns:
+        the three paths written.
+    """
+    stem = Path(stem)
+    paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
+    with atomic_path(paths[0]) as tmp:
+        frame.to_csv(tmp, index=False)
+    shown = frame.copy()
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else float_format.format(v))
+    with atomic_path(paths[1]) as tmp:
+        tmp.write_text(shown.to_markdown(index=False) + "\n")
+    with atomic_path(paths[2]) as tmp:
+        tmp.write_text(shown.to_latex(index=False, escape=True))
+    return paths
