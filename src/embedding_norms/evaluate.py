@@ -34,7 +34,7 @@ def embed(model: SSLModel, images: torch.Tensor, device: torch.device, batch_siz
         for i in range(0, len(images), batch_size):
             chunk = images[i:i + batch_size]
             x = augment(chunk, generator, device) if augment is not None else to_float(chunk.to(device))
-            o = model(x.contiguous(memory_format=torch.channels_last))
+            o = model(x)
             out["h"].append(o.h.float().cpu())
             out["z"].append(o.z.float().cpu())
             out["emb"].append(o.emb.float().cpu())

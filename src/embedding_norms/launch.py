@@ -174,6 +174,14 @@ def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", job
         results.update(_execute_slurm(todo, store, data_dir, download, device, slurm or SlurmOptions(), progress))
     else:
         raise ValueError(f"unknown launcher {launcher!r}; choose local or slurm")
+    # runs that another process was training when we reached them: wait for that process
+    for h, r in list(results.items()):
+        if r.state == "running":
+            cfg = unique[h]
+            while store.status(cfg).locked:
+                time.sleep(1)
+            st = store.status(cfg)
+            results[h] = LaunchResult(cfg.name, st.state, st.reason, st.log, st.slurm_job_id)
     return list(results.values())
 
 

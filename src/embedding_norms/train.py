@@ -252,7 +252,7 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
              len(data.train), len(data.test), opt_steps)
 
     torch.manual_seed(cfg.train.seed)
-    model = SSLModel(cfg).to(device).to(memory_format=torch.channels_last)
+    model = SSLModel(cfg).to(device)
     opt = _optimizer(model, cfg)
     aug = SSLAugment(cfg.data.image_size, cfg.data.jitter_strength)
     ckpt_dir = run_dir / "checkpoints"
@@ -320,8 +320,8 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
                 k = s * o.accumulation_steps + a
                 idx = perm[k * o.batch_size:(k + 1) * o.batch_size]
                 imgs = data.train.images[idx]
-                x1 = aug(imgs, g, device).contiguous(memory_format=torch.channels_last)
-                x2 = aug(imgs, g, device).contiguous(memory_format=torch.channels_last)
+                x1 = aug(imgs, g, device)
+                x2 = aug(imgs, g, device)
                 loss, _ = model.loss(x1, x2)
                 value = float(loss.detach())
                 if not math.isfinite(value):

@@ -28,7 +28,8 @@ def _find(data_dir: Optional[str | os.PathLike], names: list[str], what: str) ->
         for n in names:
             if (root / n).is_file():
                 return root / n
-    raise HumanLabelError(f"{what} not found in the data folder {root}: expected one of {', '.join(names)} "
+    where = f"in the data folder {root}" if root is not None else "(no data folder given)"
+    raise HumanLabelError(f"{what} not found {where}: expected one of {', '.join(names)} "
                           f"(set --data-dir or EMBEDDING_NORMS_DATA to the folder holding it)")
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -123,14 +124,18 @@ def cache_dir() -> Path:
     return Path(base).expanduser()
 
 
+#: Datasets that torchvision can download (ImageNet-100 and Stanford Cars cannot be downloaded).
+DOWNLOADABLE = ("cifar10", "cifar100", "flowers102")
+
+
 def _missing(dataset: str, data_dir: Optional[Path], looked_for: list[str]) -> DataError:
     where = f"in the data folder {data_dir}" if data_dir else "(no data folder given)"
-    return DataError(
-        f"{dataset} not found {where}; looked for: {', '.join(looked_for)}.\n"
-        f"Fix: either allow torchvision to download it (--download, or {DOWNLOAD_ENV}=1), "
-        f"or point to an offline folder holding it (--data-dir DIR, or {DATA_ENV}=DIR; "
-        f"see README 'Data')."
-    )
+    offline = f"point to an offline folder holding it (--data-dir DIR, or {DATA_ENV}=DIR; see README 'Data')"
+    if dataset in DOWNLOADABLE:
+        fix = f"either allow torchvision to download it (--download, or {DOWNLOAD_ENV}=1), or {offline}"
+    else:
+        fix = f"{offline}; it cannot be downloaded automatically"
+    return DataError(f"{dataset} not found {where}; looked for: {', '.join(looked_for)}.\nFix: {fix}.")
 
 
 def sha256_of(path: Path) -> str:
@@ -166,7 +171,7 @@ def dataset_available(dataset: str, data_dir: Optional[str | os.PathLike] = None
     root = resolve_data_dir(data_dir)
     if _locate(dataset, root) is not None:
         return True, ""
-    if download_allowed(download) and dataset in ("cifar10", "cifar100", "flowers102"):
+    if download_allowed(download) and dataset in DOWNLOADABLE:
         return True, "will be downloaded by torchvision"
     return False, str(_missing(dataset, root, _candidates(dataset)))
 
@@ -236,7 +241,7 @@ def _load_cached(dataset: str, split: str, root_s: Optional[str], download: bool
     root = Path(root_s) if root_s else None
     found = _locate(dataset, root)
     if found is None:
-        if not download or dataset in ("imagenet100", "stanford_cars"):
+        if not download or dataset not in DOWNLOADABLE:
             raise _missing(dataset, root, _candidates(dataset))
         target = root or (cache_dir() / "data")
         target.mkdir(parents=True, exist_ok=True)
@@ -270,8 +275,10 @@ def _decode_jpegs(buf: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
     tb = torch.from_numpy(buf)
     blobs = [tb[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
     chunks = [blobs[i:i + 2000] for i in range(0, len(blobs), 2000)]
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        parts = list(pool.map(lambda c: torch.stack(decode_jpeg(c, mode=ImageReadMode.RGB)), chunks))
+    with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders (pinned here; see README)
+        warnings.filterwarnings("ignore", message="The image decoding", category=DeprecationWarning)
+        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+            parts = list(pool.map(lambda c: torch.stack(decode_jpeg(c, mode=ImageReadMode.RGB)), chunks))
     return torch.cat(parts)
 
 
@@ -298,7 +305,8 @@ def _load_torchvision_cifar(dataset: str, root: Path, split: str, download: bool
     except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
         raise DataError(f"{root}: torchvision could not load {dataset}: {exc}. Re-download it (--download) "
                         f"or fix the folder") from exc
-    images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+    # ds.data is an HWC view of the CHW rows of the pickles: transposing back is free (no copy)
+    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
     return images, torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
 
 
@@ -335,7 +343,11 @@ def _load_image_folder(folder: Path, size: int) -> tuple[torch.Tensor, torch.Ten
 
     if not folder.is_dir():
         raise DataError(f"{folder} does not exist; ImageNet-100 needs imagenet100/train/<class>/ and imagenet100/val/<class>/")
-    ds = ImageFolder(str(folder), loader=lambda p: p)  # only the file list and labels
+    try:
+        ds = ImageFolder(str(folder), loader=lambda p: p)  # only the file list and labels
+    except FileNotFoundError as exc:  # no class folders, or a class folder without images
+        raise DataError(f"{folder}: not a valid ImageNet-100 folder ({exc}); expected 100 class folders "
+                        f"<class>/*.jpg, each holding at least one image") from exc
     if len(ds.classes) != SPECS["imagenet100"].num_classes:
         raise DataError(f"{folder}: found {len(ds.classes)} class folders, expected 100 (ImageNet-100)")
     paths = [p for p, _ in ds.samples]
@@ -393,7 +405,11 @@ def make_standin(dataset: str, split: str, per_class: Optional[int] = None, seed
     labels = torch.arange(spec.num_classes).repeat_interleave(per_class)
     shifts = torch.randint(-s // 8, s // 8 + 1, (len(labels), 2), generator=g2)
     base = patterns[labels]
-    imgs = torch.stack([torch.roll(b, (int(dy), int(dx)), dims=(1, 2)) for b, (dy, dx) in zip(base, shifts)])
+    # torch.roll of every image by its shift, as one gather (out[i] = in[(i - shift) mod s])
+    ar = torch.arange(s)
+    rows = ((ar[None, :] - shifts[:, :1]) % s)[:, None, :, None].expand(-1, 3, s, s)
+    cols = ((ar[None, :] - shifts[:, 1:]) % s)[:, None, None, :].expand(-1, 3, s, s)
+    imgs = base.gather(2, rows).gather(3, cols)
     imgs = (imgs + 0.15 * torch.randn(imgs.shape, generator=g2)).clamp(0, 1)
     images = (imgs * 255).round().to(torch.uint8)
     return ImageSet(images, labels.to(torch.int64), np.arange(len(labels)), spec.num_classes,

@@ -47,7 +47,10 @@ def stratified_subset(labels: np.ndarray, size: Optional[int], seed: int) -> np.
     """Positions of a seeded, class-stratified subset with ``size`` images (sorted).
 
     ``size=None`` or ``size >= len(labels)`` returns all positions. Uses scikit-learn's
-    ``train_test_split(stratify=labels)``, so class proportions are kept.
+    ``train_test_split(stratify=labels)``, so class proportions are kept. scikit-learn cannot
+    stratify a class with a single image (e.g. the rarest classes of an imbalanced subset);
+    then each class gets ``floor(size * n_c / n)`` images plus one for the classes with the
+    largest remainders (ties broken at random), drawn at random within the class.
 
     Raises:
         ValueError: ``size`` smaller than the number of classes.
@@ -56,11 +59,20 @@ def stratified_subset(labels: np.ndarray, size: Optional[int], seed: int) -> np.
     n = len(labels)
     if size is None or size >= n:
         return np.arange(n)
-    n_classes = len(np.unique(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    n_classes = len(classes)
     if size < n_classes:
         raise ValueError(f"a stratified subset of {size} images cannot hold all {n_classes} classes")
-    keep, _ = train_test_split(np.arange(n), train_size=size, stratify=labels, random_state=seed)
-    return np.sort(keep)
+    if counts.min() >= 2:
+        keep, _ = train_test_split(np.arange(n), train_size=size, stratify=labels, random_state=seed)
+        return np.sort(keep)
+    rng = np.random.default_rng(seed)
+    exact = size * counts / n
+    quota = np.floor(exact).astype(np.int64)
+    order = np.lexsort((rng.permutation(n_classes), -(exact - quota)))  # largest remainder first
+    quota[order[: size - quota.sum()]] += 1
+    keep = [rng.choice(np.flatnonzero(labels == c), q, replace=False) for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(keep))
 
 
 def class_positions(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:

@@ -1,0 +1,178 @@
+"""The top-level runner: registry, CLI errors, dry run, caching, concurrent runners, interruption,
+failed/diverged runs, REPORT.md, and the real-Slurm launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from embedding_norms.report import load_results
+from embedding_norms.runs import RunStore
+from reproduce.common import OutputDirs, Plan, timed_build
+from reproduce.registry import ARTIFACT_MODULES, load_artifacts
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args, tmp_path, data_dir=None, timeout=600, check=True):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if data_dir:
+        env["EMBEDDING_NORMS_DATA"] = str(data_dir)
+    cmd = [sys.executable, "-m", "reproduce", *args, "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+           "--no-progress"]
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def test_registry_lists_every_artifact_module():
+    arts = load_artifacts()
+    assert list(arts) == ARTIFACT_MODULES
+    for name in ARTIFACT_MODULES:
+        assert (REPO / "reproduce" / f"{name}.py").exists()
+        assert arts[name].paper_ref and arts[name].claims
+
+
+def test_unknown_artifact_and_bad_override_are_rejected(tmp_path):
+    out = run_cli(["no_such_figure", "--profile", "smoke"], tmp_path, check=False)
+    assert out.returncode != 0 and "unknown artifact" in (out.stderr + out.stdout)
+    assert "fig_norm_growth" in (out.stderr + out.stdout)  # lists the valid names
+
+
+def test_dry_run_lists_deduplicated_runs_and_trains_nothing(tmp_path, data_dir):
+    out = run_cli(["fig_norm_growth", "tab_weight_decay", "--profile", "smoke", "--dry-run"], tmp_path, data_dir)
+    # 4 SimCLR + 4 SimSiam weight decays + 1 BYOL, shared by both artifacts
+    assert "9 distinct runs needed by 2 artifacts" in out.stdout
+    assert "9 to train" in out.stdout
+    assert "view pairs" in out.stdout
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.slow
+def test_smoke_build_all_then_cached(tmp_path, data_dir):
+    t0 = time.time()
+    out = run_cli(["all", "--profile", "smoke"], tmp_path, data_dir, timeout=900)
+    first = time.time() - t0
+    o = tmp_path / "out"
+    results = {r.name: r for r in load_results(o / "results")}
+    assert set(results) == set(ARTIFACT_MODULES), out.stdout
+    for r in results.values():
+        assert r.status in ("built", "partial"), (r.name, r.error)
+        assert any(f.endswith(".png") for f in r.figures) or any(t.endswith(".csv") for t in r.tables), r.name
+        for f in r.figures + r.tables:
+            assert Path(f).exists(), f
+    report = (o / "REPORT.md").read_text()
+    assert "## Summary: every claim of the paper" in report and "Profile:** `smoke`" in report
+    for name in ARTIFACT_MODULES:
+        assert f'<a id="{name}"></a>' in report
+    assert not list(o.rglob("*.tmp*")) and not list((tmp_path / "runs").rglob("*.tmp*"))
+    # second call: everything reused
+    t1 = time.time()
+    out2 = run_cli(["all", "--profile", "smoke"], tmp_path, data_dir)
+    assert "already trained" in out2.stdout
+    assert time.time() - t1 < max(60.0, first / 3)
+
+
+def _train_starts(runs: Path) -> dict[str, int]:
+    return {d.name: (d / "train.log").read_text().count(" on cpu: ") for d in runs.iterdir() if (d / "train.log").exists()}
+
+
+def test_two_runners_at_once_train_each_run_once(tmp_path, data_dir):
+    env = dict(os.environ, EMBEDDING_NORMS_DATA=str(data_dir), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "reproduce", "fig_imbalance_norms", "--profile", "smoke", "--runs",
+           str(tmp_path / "runs"), "--no-progress"]
+    procs = [subprocess.Popen(cmd + ["--out", str(tmp_path / f"out{i}")], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    starts = _train_starts(tmp_path / "runs")
+    assert len(starts) == 2 and all(n == 1 for n in starts.values()), starts
+    for i in range(2):  # both runners built the artifact from the finished runs
+        res = json.loads((tmp_path / f"out{i}" / "results" / "fig_imbalance_norms.json").read_text())
+        assert res["status"] == "built" and len(res["checks"]) == 2
+
+
+def test_sigterm_leaves_no_half_written_files_and_next_call_continues(tmp_path, data_dir):
+    env = dict(os.environ, EMBEDDING_NORMS_DATA=str(data_dir), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "reproduce", "fig_imbalance_norms", "--profile", "smoke", "--runs",
+           str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--no-progress"]
+    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "runs").glob("*/checkpoints/epoch_0001.pt")):
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "interrupted" in err
+    assert not list(tmp_path.rglob("*.tmp*"))
+    store = RunStore(tmp_path / "runs")
+    states = [store.status(_cfg(d)).state for d in (tmp_path / "runs").iterdir()]
+    assert set(states) <= {"pending", "done"} and "pending" in states, states  # interrupted run resumable
+    out = run_cli(["fig_imbalance_norms", "--profile", "smoke"], tmp_path, data_dir)
+    assert (tmp_path / "out" / "figures" / "fig_imbalance_norms.png").exists(), out.stdout
+
+
+def _cfg(run_dir: Path):
+    from embedding_norms.runs import load_config
+
+    return load_config(run_dir)
+
+
+def test_diverged_run_is_reported_not_dropped(tmp_path, data_dir):
+    """A fabricated store: the GradScale p=1 SimSiam run diverged; the table shows it."""
+    from reproduce import tab_gradscale
+
+    plan = Plan("smoke", str(data_dir))
+    store = RunStore(tmp_path / "runs")
+    specs = tab_gradscale.runs(plan)
+    for s in specs:
+        store.ensure(s.cfg)
+        import pandas as pd
+
+        pd.DataFrame({"epoch": [0, 1, 2], "knn_acc": [10.0, float("nan"), 20.0], "emb_norm_mean": [1.0, 2.0, 3.0]}
+                     ).to_csv(store.path(s.cfg) / "metrics.csv", index=False)
+        if s.label == "simsiam/balanced/p=1":
+            store.set_status(s.cfg, "diverged", "loss became nan at epoch 1", epoch=1)
+        else:
+            store.set_status(s.cfg, "done")
+    res = timed_build(tab_gradscale.ARTIFACT, plan, store, OutputDirs(tmp_path / "out"))
+    assert res.status == "built", res.error
+    table = (tmp_path / "out" / "tables" / "tab_gradscale.md").read_text()
+    assert "diverged (epoch 1)" in table
+    limit = [c for c in res.checks if c.claim == "gradscale-limit" and "balanced" in c.test and "imbalanced" not in c.test]
+    assert limit and limit[0].holds is True and "diverged" in limit[0].detail
+
+
+def slurm_reachable() -> tuple[bool, str]:
+    from embedding_norms.launch import slurm_available
+
+    return slurm_available()
+
+
+@pytest.mark.slurm
+def test_slurm_launcher_runs_training_through_slurm(tmp_path, data_dir):
+    ok, why = slurm_reachable()
+    if not ok:
+        pytest.skip(f"no Slurm cluster reachable ({why}); .ci/run starts one with shared/slurm/start-local-slurm.sh")
+    out = run_cli(["fig_imbalance_norms", "--profile", "smoke", "--launcher", "slurm", "--slurm-gpus", "0",
+                   "--slurm-cpus", "1", "--slurm-mem-gb", "3", "--slurm-time-min", "20",
+                   "--slurm-logs", str(tmp_path / "slurm" / "%j")], tmp_path, data_dir, timeout=900)
+    store = RunStore(tmp_path / "runs")
+    dirs = list((tmp_path / "runs").iterdir())
+    assert len(dirs) == 2
+    for d in dirs:
+        st = json.loads((d / "status.json").read_text())
+        assert st["state"] == "done", st
+        assert st.get("slurm_job_id"), st  # recorded by the Slurm task itself
+        job = st["slurm_job_id"].split("_")[0]
+        acct = subprocess.run(["sacct", "-n", "-X", "-j", job, "-o", "JobID,State"], capture_output=True, text=True)
+        assert job in acct.stdout, acct.stdout + acct.stderr
+    assert (tmp_path / "out" / "figures" / "fig_imbalance_norms.png").exists(), out.stdout
