@@ -150,6 +150,11 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _cell(text: Any) -> str:
+    """Text safe inside a Markdown table cell (``|`` escaped, no newlines)."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def _rel(path: str, base: Path) -> str:
     try:
         return os.path.relpath(path, base)
@@ -189,7 +194,7 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
     for cid, text in CLAIMS.items():
         checks = [c for r in results for c in r.checks if c.claim == cid]
         arts = sorted({r.name for r in results for c in r.checks if c.claim == cid})
-        lines.append(f"| **{cid}**: {text} | {verdict(checks)} | {', '.join(f'[{a}](#{a})' for a in arts) or '—'} |")
+        lines.append(f"| **{cid}**: {_cell(text)} | {verdict(checks)} | {', '.join(f'[{a}](#{a})' for a in arts) or '—'} |")
     lines += ["", "Verdicts count the claim checks below: *holds (k/n)* when all n evaluated checks hold, "
               "*mixed* when some do, *not run* when no check could be evaluated (data missing, runs failed).", ""]
 
@@ -214,7 +219,7 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
             for c in r.checks:
                 mark = {True: "yes", False: "**no**", None: "n/a"}[c.holds]
                 test = c.test + (f" ({c.detail})" if c.detail else "")
-                lines.append(f"| {c.claim} | {test} | {c.statistic} | {_fmt(c.value)} | {c.threshold} | {mark} |")
+                lines.append(f"| {c.claim} | {_cell(test)} | {_cell(c.statistic)} | {_fmt(c.value)} | {_cell(c.threshold)} | {mark} |")
             lines.append("")
         if r.numbers:
             lines += ["<details><summary>Numbers</summary>", "", "```json",
@@ -222,8 +227,8 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
         if r.runs:
             lines += ["Runs used:", "", "| run | status | epochs | train images | quirks |", "|---|---|---|---|---|"]
             for run in r.runs:
-                lines.append(f"| `{run.get('label')}` `{run.get('hash', '')}` | {run.get('status', '')} | "
-                             f"{run.get('epochs', '')} | {run.get('train_images', '')} | {run.get('quirks', '')} |")
+                lines.append(f"| `{run.get('label')}` `{run.get('hash', '')}` | {_cell(run.get('status', ''))} | "
+                             f"{run.get('epochs', '')} | {run.get('train_images', '')} | {_cell(run.get('quirks', ''))} |")
             lines.append("")
         for s in r.skipped:
             lines.append(f"- **Skipped** {s.get('part')}: {s.get('reason')}")

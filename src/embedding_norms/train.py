@@ -183,6 +183,52 @@ class Diverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+def train_steps(model: SSLModel, opt: torch.optim.Optimizer, images: torch.Tensor, steps, aug: SSLAugment,
+                o: OptimConfig, generator: torch.Generator, device: torch.device, global_step: int,
+                micro_per_epoch: int, epochs: int) -> tuple[list[float], float, int]:
+    """The inner training loop: one optimizer step per element of ``steps``.
+
+    Each element holds the indices of ``batch_size * accumulation_steps`` training images; each
+    micro-batch is augmented twice (two views, on ``device``), its loss back-propagated (summed
+    over micro-batches as released, or averaged), then SGD steps, the BYOL target is updated and
+    the learning rate of the scheduled parameter groups follows :func:`learning_rate`.
+
+    Args:
+        images: uint8 ``(N, 3, H, W)`` training images (CPU).
+        steps: iterable of index tensors ``(batch_size * accumulation_steps,)``.
+
+    Returns:
+        (micro-batch losses, last learning rate, new global step).
+
+    Raises:
+        Diverged: a loss is NaN or infinite (the step is not taken).
+    """
+    model.train()
+    losses: list[float] = []
+    lr = 0.0
+    for idx_all in steps:
+        lr = learning_rate(global_step, micro_per_epoch, o, epochs)
+        for group in opt.param_groups:
+            if group.get("scheduled", True):
+                group["lr"] = lr
+        for a in range(o.accumulation_steps):
+            imgs = images[idx_all[a * o.batch_size:(a + 1) * o.batch_size]]
+            x1, x2 = aug(imgs, generator, device), aug(imgs, generator, device)
+            loss, _ = model.loss(x1, x2)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise Diverged(f"loss became {value} at step {global_step}")
+            (loss / o.accumulation_steps if o.accumulation == "intended" else loss).backward()
+            losses.append(value)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        model.update_target()
+        global_step += 1
+        if hasattr(steps, "set_postfix"):
+            steps.set_postfix(loss=f"{np.mean(losses):.3f}", lr=f"{lr:.3g}")
+    return losses, lr, global_step
+
+
 def _setup_logging(run_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -302,41 +348,26 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
     if start_epoch == 0 and not rows:
         record(0, float("nan"), 0.0, 0.0)
 
+    step_images = o.batch_size * o.accumulation_steps
     epochs = range(start_epoch + 1, cfg.train.epochs + 1)
     bar = tqdm(epochs, desc=cfg.name, disable=not progress, leave=False, dynamic_ncols=True)
     for epoch in bar:
         model.train()
         g = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(data.train), generator=g)
-        t_epoch, losses = time.time(), []
-        lr = 0.0
-        inner = tqdm(range(opt_steps), desc=f"epoch {epoch}", disable=not progress, leave=False, dynamic_ncols=True)
-        for s in inner:
-            lr = learning_rate(global_step, micro, o, cfg.train.epochs)
-            for group in opt.param_groups:
-                if group["scheduled"]:
-                    group["lr"] = lr
-            for a in range(o.accumulation_steps):
-                k = s * o.accumulation_steps + a
-                idx = perm[k * o.batch_size:(k + 1) * o.batch_size]
-                imgs = data.train.images[idx]
-                x1 = aug(imgs, g, device)
-                x2 = aug(imgs, g, device)
-                loss, _ = model.loss(x1, x2)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    msg = f"loss became {value} at epoch {epoch}, step {global_step}"
-                    log.error(msg)
-                    store.set_status(cfg, "diverged", msg, epoch=epoch)
-                    return store.status(cfg)
-                (loss / o.accumulation_steps if o.accumulation == "intended" else loss).backward()
-                losses.append(value)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            model.update_target()
-            global_step += 1
-            inner.set_postfix(loss=f"{np.mean(losses):.3f}", lr=f"{lr:.3g}")
-        inner.close()
+        t_epoch = time.time()
+        steps = [perm[s * step_images:(s + 1) * step_images] for s in range(opt_steps)]
+        inner = tqdm(steps, desc=f"epoch {epoch}", disable=not progress, leave=False, dynamic_ncols=True)
+        try:
+            losses, lr, global_step = train_steps(model, opt, data.train.images, inner, aug, o, g, device,
+                                                  global_step, micro, cfg.train.epochs)
+        except Diverged as exc:
+            msg = f"{exc} at epoch {epoch}"
+            log.error(msg)
+            store.set_status(cfg, "diverged", msg, epoch=epoch)
+            return store.status(cfg)
+        finally:
+            inner.close()
         record(epoch, float(np.mean(losses)), lr, time.time() - t_epoch)
         checkpoint(epoch)
         last = rows[-1]
