@@ -85,7 +85,7 @@ class Plan:
                 continue
             if self.missing_data == "standin":
                 return RunSpec(label, cfg.replace({"data": {"standin": True}}))
-            return RunSpec(label, None, f"{ds} is not available here ({why.splitlines()[0]})")
+            return RunSpec(label, None, f"{ds} is not available here: {' '.join(why.split())}")
         return RunSpec(label, cfg)
 
 

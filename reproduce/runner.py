@@ -81,18 +81,40 @@ def select(targets: list[str], registry: dict[str, Artifact]) -> list[Artifact]:
     return [registry[t] for t in targets]
 
 
+def train_images(cfg) -> int:
+    """Approximate number of training images of a run (subset, class holdout, imbalance)."""
+    from embedding_norms.data import IMBALANCE_BASE, SPECS
+
+    spec = SPECS[cfg.data.dataset]
+    n = cfg.data.train_size or spec.sizes.get("train") or 100_000
+    k = spec.num_classes
+    if cfg.data.classes is not None:
+        n, k = n * len(cfg.data.classes) // k, len(cfg.data.classes)
+    if cfg.data.imbalance != "none":
+        base = IMBALANCE_BASE.get(cfg.data.dataset, 1.5)
+        n = int(n / k * sum(base ** -i for i in range(k)))
+    return n
+
+
 def estimate(spec: RunSpec) -> str:
     """Rough cost of a run: pair-epochs, and minutes on the development CPU when known."""
     c = spec.cfg
-    n = c.data.train_size or 50000
+    n = train_images(c)
     pairs = n * c.train.epochs
     rate = CPU_PAIRS_PER_SECOND.get((c.model.backbone, c.model.width if c.model.backbone.endswith("narrow") else 64))
     cpu = f", ~{pairs / rate / 60:.1f} min on the 2-core dev CPU" if rate and c.data.image_size <= 32 else ""
     return f"{c.train.epochs} epochs x {n} images = {pairs:,} view pairs{cpu}"
 
 
-class _Terminate(Exception):
-    pass
+def _print_skipped(artifacts: list[Artifact], specs: dict[str, list[RunSpec]]) -> None:
+    """One line per distinct reason, with the runs it affects."""
+    reasons: dict[str, list[str]] = {}
+    for a in artifacts:
+        for s in specs[a.name]:
+            if s.cfg is None:
+                reasons.setdefault(s.skipped, []).append(f"{a.name}:{s.label}")
+    for why, which in reasons.items():
+        print(f"  skipped ({len(which)} runs, e.g. {which[0]}): {why}")
 
 
 def _on_sigterm(signum, frame):  # turn SIGTERM into a clean interruption (runs resume later)
@@ -137,6 +159,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"  {a.name:24s} {s.label:28s} {st.state:9s} {store.path(s.cfg)}{extra} {st.reason}")
         return 0
 
+    _print_skipped(artifacts, specs)
     pending = [s for s in needed.values() if not store.status(s.cfg).finished]
     forced = {s.cfg.hash(): s for a in artifacts if a.name in args.force for s in specs[a.name] if s.cfg is not None}
     if args.dry_run:
@@ -145,10 +168,6 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"{len(todo)} to train ({len(needed) - len(pending)} already finished in {store.root})")
         for s in todo.values():
             print(f"  {s.cfg.name:44s} {s.label:28s} {estimate(s)}")
-        for a in artifacts:
-            for s in specs[a.name]:
-                if s.cfg is None:
-                    print(f"  skipped in {a.name}: {s.label}: {s.skipped}")
         return 0
 
     for h, s in forced.items():

@@ -114,42 +114,32 @@ def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tenso
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    r, g, b = x.unbind(1)
-    maxc, _ = x.max(1)
-    minc, _ = x.min(1)
-    eqc = maxc == minc
-    cr = maxc - minc
-    ones = torch.ones_like(maxc)
-    s = cr / torch.where(eqc, ones, maxc)
-    cr_div = torch.where(eqc, ones, cr)
-    rc = (maxc - r) / cr_div
-    gc = (maxc - g) / cr_div
-    bc = (maxc - b) / cr_div
-    hr = (maxc == r) * (bc - gc)
-    hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
-    hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
-    h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
-    return torch.stack([h, s, maxc], 1)
-
-
-def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    """HSV -> RGB with the closed form ``c_n = v - v s clamp(min(k, 4 - k), 0, 1)``,
-    ``k = (n + 6 h) mod 6``, ``n = 5, 3, 1`` for r, g, b: the same values as the six-sector table
-    of torchvision's ``_hsv_to_rgb``, without materialising the table."""
-    h, s, v = x.unbind(1)
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    k = torch.remainder(n + 6.0 * h.unsqueeze(1), 6.0)
-    amount = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
-    v = v.unsqueeze(1)
-    return (v - v * s.unsqueeze(1) * amount).clamp_(0.0, 1.0)
-
-
 def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Shift the hue of each image by ``factor[b]`` (in turns, |factor| <= 0.5); float ``(B,3,H,W)``."""
-    hsv = _rgb_to_hsv(x)
-    h = torch.remainder(hsv[:, 0] + factor.view(-1, 1, 1), 1.0)
-    return _hsv_to_rgb(torch.stack([h, hsv[:, 1], hsv[:, 2]], 1))
+    """Shift the hue of each image by ``factor[b]`` (in turns, |factor| <= 0.5); float ``(B,3,H,W)``.
+
+    The same values as torchvision's ``adjust_hue`` (RGB -> HSV hexcone, ``h <- (h + f) mod 1``,
+    HSV -> RGB), computed in one pass: with ``M = max``, ``m = min``, ``C = M - m``, the hue in
+    sixths of a turn is ``(g - b)/C``, ``2 + (b - r)/C`` or ``4 + (r - g)/C`` for a maximal r, g
+    or b (ties give the same value), and each output channel is
+    ``v - v s clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6h) mod 6``, ``n = 5, 3, 1`` for r, g, b.
+    Images with ``factor == 0`` are returned unchanged (and cost nothing).
+    """
+    sel = (factor != 0).nonzero().squeeze(1)
+    if len(sel) < len(factor):
+        if len(sel) == 0:
+            return x
+        return x.index_copy(0, sel, adjust_hue(x.index_select(0, sel), factor.index_select(0, sel)))
+    r, g, b = x.unbind(1)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    chroma = maxc - torch.minimum(torch.minimum(r, g), b)
+    num = torch.where(r == maxc, g - b, torch.where(g == maxc, (b - r) + 2 * chroma, (r - g) + 4 * chroma))
+    h6 = torch.remainder(num / torch.where(chroma > 0, chroma, torch.ones_like(chroma)) + 6.0 * factor.view(-1, 1, 1), 6.0)
+    sat = chroma / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + h6.unsqueeze(1), 6.0)
+    amount = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    v = maxc.unsqueeze(1)
+    return (v - v * sat.unsqueeze(1) * amount).clamp_(0.0, 1.0)
 
 
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -207,8 +197,8 @@ class SSLAugment:
         boxes = sample_crop_boxes(n, hh, ww, self.crop_scale, self.crop_ratio, generator)
         x = resized_crop(x, boxes, self.size)
 
-        flip = torch.rand(n, generator=generator) < self.flip_p
-        x = torch.where(flip.to(dev).view(-1, 1, 1, 1), x.flip(-1), x)
+        flip = (torch.rand(n, generator=generator) < self.flip_p).nonzero().squeeze(1).to(dev)
+        x = x.index_copy(0, flip, x.index_select(0, flip).flip(-1))
 
         s = self.jitter_strength
         for kind, lo, hi in (("brightness", 1 - 0.8 * s, 1 + 0.8 * s), ("contrast", 1 - 0.8 * s, 1 + 0.8 * s),
@@ -227,8 +217,8 @@ class SSLAugment:
             elif kind == "saturation":
                 x = adjust_saturation(x, factor)
             else:
-                x = torch.where(apply.to(dev).view(-1, 1, 1, 1), adjust_hue(x, factor), x)
+                x = adjust_hue(x, factor)
 
-        gray = torch.rand(n, generator=generator) < self.gray_p
-        x = torch.where(gray.to(dev).view(-1, 1, 1, 1), grayscale(x).expand(-1, 3, -1, -1), x)
+        gray = (torch.rand(n, generator=generator) < self.gray_p).nonzero().squeeze(1).to(dev)
+        x = x.index_copy(0, gray, grayscale(x.index_select(0, gray)).expand(-1, 3, -1, -1))
         return x.contiguous()
