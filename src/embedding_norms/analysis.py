@@ -1,0 +1,294 @@
+"""Analyses of trained embeddings: norm buckets, kNN accuracy per bucket, human-label agreement
+and entropy per bucket, and norm-based novelty scores (PAPER.md claim 5, Figure 4 of the paper
+and its seen-vs-unseen analysis).
+
+Library code only: every function returns arrays or data frames; the artifact scripts
+(``reproduce/fig4_norm_confidence.py``, ``reproduce/fig_seen_vs_unseen.py``) plot them.
+
+Conventions used throughout:
+
+* *norm* is the L2 norm of the embedding the loss normalises (``emb_norm`` in the run store);
+* a *bucket* is one of ``n_buckets`` equal-width intervals of the norm after min-max
+  normalisation to [0, 1] over the data set: bucket ``b`` holds ``b/n <= x < (b+1)/n``, the
+  last bucket also holds ``x = 1`` (the maximum);
+* percentages are in percent (0-100), entropies in bits.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
+
+from .data.human_labels import HumanLabelError, check_alignment
+
+__all__ = [
+    "normalize_norms", "norm_buckets", "bucket_statistics", "bucket_trend", "knn_loo_correct",
+    "human_label_entropy", "align_human_labels", "novelty_auroc",
+]
+
+
+# --------------------------------------------------------------------------- buckets
+def normalize_norms(norms: np.ndarray) -> np.ndarray:
+    """Min-max normalise norms to [0, 1]: ``(n - min) / (max - min)`` (Figure 4, x-axis).
+
+    Args:
+        norms: ``(N,)`` embedding norms (any positive unit).
+
+    Returns:
+        ``(N,)`` float64 in [0, 1]; the smallest norm maps to 0 and the largest to 1.
+
+    Raises:
+        ValueError: empty input, non-finite values, or all norms equal (no range to normalise).
+    """
+    n = np.asarray(norms, dtype=np.float64).ravel()
+    if n.size == 0:
+        raise ValueError("normalize_norms: no norms given")
+    if not np.isfinite(n).all():
+        raise ValueError(f"normalize_norms: {int((~np.isfinite(n)).sum())} non-finite norms (diverged run?)")
+    lo, hi = n.min(), n.max()
+    if hi <= lo:
+        raise ValueError(f"normalize_norms: all {n.size} norms equal {lo:.6g}; the buckets are undefined")
+    return (n - lo) / (hi - lo)
+
+
+def norm_buckets(norms: np.ndarray, n_buckets: int = 20) -> np.ndarray:
+    """Bucket index of every sample after min-max normalisation of the norms (Figure 4).
+
+    With ``x = (n - min)/(max - min)``, sample ``i`` goes to bucket ``floor(x_i * n_buckets)``,
+    except ``x = 1`` (the largest norm), which goes to the last bucket ``n_buckets - 1``.
+    With the paper's 20 buckets each has width 0.05.
+
+    Args:
+        norms: ``(N,)`` embedding norms.
+        n_buckets: number of equal-width buckets (>= 1).
+
+    Returns:
+        ``(N,)`` int64 bucket indices in ``0 .. n_buckets - 1``.
+
+    Raises:
+        ValueError: ``n_buckets < 1`` or norms that :func:`normalize_norms` rejects.
+    """
+    if n_buckets < 1:
+        raise ValueError(f"norm_buckets: n_buckets must be >= 1, got {n_buckets}")
+    x = normalize_norms(norms)
+    return np.minimum(np.floor(x * n_buckets).astype(np.int64), n_buckets - 1)
+
+
+def bucket_statistics(norms: np.ndarray, values: Mapping[str, np.ndarray], n_buckets: int = 20,
+                      min_count: int = 1) -> pd.DataFrame:
+    """Per-bucket means of per-sample values (Figure 4: kNN accuracy, human agreement, entropy).
+
+    Args:
+        norms: ``(N,)`` embedding norms (bucketed with :func:`norm_buckets`).
+        values: name -> ``(N,)`` per-sample values (e.g. 0/100 for kNN correct, entropy in bits);
+            each column of the result is the mean of that value over the bucket.
+        n_buckets: number of buckets (20 in the paper).
+        min_count: buckets with fewer samples are dropped (the paper draws buckets with
+            >= 10 samples for kNN accuracy and >= 50 for human agreement).
+
+    Returns:
+        DataFrame sorted by bucket with columns ``bucket`` (int), ``lo``, ``hi`` (the bucket's
+        interval of normalised norm), ``mid`` (its centre), ``count`` (samples) and one column
+        per entry of ``values``. Empty buckets never appear.
+
+    Raises:
+        ValueError: a value array whose length differs from ``norms``; see also :func:`norm_buckets`.
+    """
+    norms = np.asarray(norms).ravel()
+    b = norm_buckets(norms, n_buckets)
+    frame = pd.DataFrame({"bucket": b})
+    for name, v in values.items():
+        v = np.asarray(v, dtype=np.float64).ravel()
+        if v.shape != norms.shape:
+            raise ValueError(f"bucket_statistics: values[{name!r}] has {v.size} entries for {norms.size} norms")
+        frame[name] = v
+    grouped = frame.groupby("bucket", sort=True)
+    out = grouped.mean()
+    out.insert(0, "count", grouped.size())
+    out = out.reset_index()
+    width = 1.0 / n_buckets
+    out.insert(1, "lo", out["bucket"] * width)
+    out.insert(2, "hi", (out["bucket"] + 1) * width)
+    out.insert(3, "mid", (out["bucket"] + 0.5) * width)
+    out["count"] = out["count"].astype(np.int64)
+    return out[out["count"] >= min_count].reset_index(drop=True)
+
+
+def bucket_trend(table: pd.DataFrame, column: str) -> dict[str, float]:
+    """Spearman rank correlation between bucket position and a per-bucket statistic.
+
+    Args:
+        table: output of :func:`bucket_statistics` (one row per drawn bucket).
+        column: the statistic (e.g. ``knn_accuracy``).
+
+    Returns:
+        dict with ``rho`` (Spearman correlation of ``bucket`` and ``column``; NaN with fewer
+        than 3 buckets or a constant column), ``p`` (two-sided p-value, NaN likewise),
+        ``n_buckets`` and ``monotone`` (1.0 if the statistic never decreases from bucket to
+        bucket, -1.0 if it never increases, 0.0 otherwise; NaN with fewer than 2 buckets).
+    """
+    t = table.sort_values("bucket")
+    y = t[column].to_numpy(dtype=np.float64)
+    n = len(t)
+    rho = p = float("nan")
+    if n >= 3 and np.ptp(y) > 0:
+        res = stats.spearmanr(t["bucket"].to_numpy(), y)
+        rho, p = float(res.statistic), float(res.pvalue)
+    mono = float("nan")
+    if n >= 2:
+        d = np.diff(y)
+        mono = 1.0 if (d >= 0).all() else (-1.0 if (d <= 0).all() else 0.0)
+    return {"rho": rho, "p": p, "n_buckets": float(n), "monotone": mono}
+
+
+# --------------------------------------------------------------------------- kNN
+def knn_loo_correct(emb: np.ndarray, labels: np.ndarray, k: int = 10) -> np.ndarray:
+    """Whether a leave-one-out k-nearest-neighbour vote (cosine) predicts each sample's label.
+
+    Figure 4 (left): "a kNN classifier (k = 10, cosine) fit on all normalised embeddings". We
+    fit on all samples and predict every sample from its ``k`` nearest *other* samples
+    (leave-one-out: a sample is never its own neighbour, otherwise it would vote for its own
+    label). The vote is unweighted majority; ties go to the smallest label (as scikit-learn's
+    ``KNeighborsClassifier(weights="uniform")``). Cosine distance ignores the norm, so fitting
+    on normalised or raw embeddings is the same.
+
+    Args:
+        emb: ``(N, d)`` embeddings (any float dtype; float16 is upcast).
+        labels: ``(N,)`` integer class labels (>= 0).
+        k: number of neighbours (10 in the paper).
+
+    Returns:
+        ``(N,)`` bool: True where the leave-one-out prediction equals the label.
+
+    Raises:
+        ValueError: shapes that do not match, ``k < 1``, ``N <= k``, or negative labels.
+    """
+    x = np.asarray(emb, dtype=np.float32)
+    y = np.asarray(labels).astype(np.int64).ravel()
+    if x.ndim != 2 or x.shape[0] != y.size:
+        raise ValueError(f"knn_loo_correct: emb {x.shape} and labels {y.shape} do not match (need (N, d) and (N,))")
+    if k < 1 or x.shape[0] <= k:
+        raise ValueError(f"knn_loo_correct: need 1 <= k < N, got k={k}, N={x.shape[0]}")
+    if y.min() < 0:
+        raise ValueError("knn_loo_correct: labels must be >= 0")
+    nn = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(x)
+    ind = nn.kneighbors(return_distance=False)  # X=None: the query point is not its own neighbour
+    votes = np.zeros((y.size, int(y.max()) + 1), dtype=np.int64)
+    np.add.at(votes, (np.repeat(np.arange(y.size), k), y[ind].ravel()), 1)
+    return votes.argmax(axis=1) == y  # argmax takes the first (smallest) label on ties
+
+
+# --------------------------------------------------------------------------- human labels
+def human_label_entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy, in bits, of each row of human label distributions (CIFAR-10H, Figure 4 right).
+
+    Args:
+        probs: ``(N, C)`` non-negative rows (normalised to sum 1 if they do not).
+
+    Returns:
+        ``(N,)`` float64 entropies in bits (0 for a unanimous row, ``log2 C`` for a uniform one).
+
+    Raises:
+        ValueError: not 2-D, negative entries, or an all-zero row.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"human_label_entropy: expected (N, C) distributions, got shape {p.shape}")
+    if (p < 0).any() or (p.sum(axis=1) <= 0).any():
+        raise ValueError("human_label_entropy: rows must be non-negative with a positive sum")
+    return stats.entropy(p, base=2, axis=1)
+
+
+def align_human_labels(human: np.ndarray, indices: np.ndarray, labels: np.ndarray, name: str,
+                       min_agreement: float, reference: Optional[np.ndarray] = None) -> np.ndarray:
+    """Select the human labels of a run's images and verify that they are aligned.
+
+    Run-store splits hold a subset of a dataset split; ``indices`` are their positions in the
+    original split order, which is the order of the human-label files. This returns
+    ``human[indices]`` after two checks, so that no figure is drawn on misaligned labels.
+
+    Args:
+        human: ``(M,)`` labels or ``(M, C)`` label distributions of the whole split, original order.
+        indices: ``(N,)`` int positions of the run's images in the original split.
+        labels: ``(N,)`` the run's labels of those images.
+        name: the file / key, named in error messages (include the expected shape).
+        min_agreement: the fraction of images whose human label (argmax of a distribution)
+            must equal the run's label; below it the order is taken to be wrong.
+        reference: optional ``(M,)`` labels of the same file that must equal the run's labels
+            (e.g. CIFAR-10N ``clean_label``), checked to >= 99.9 % agreement in addition to the
+            ``min_agreement`` check of ``human`` (noisy labels alone are a weak order check).
+
+    Returns:
+        ``human[indices]``: ``(N,)`` or ``(N, C)``.
+
+    Raises:
+        HumanLabelError: indices outside the file (file too short for the split), different
+            lengths, or agreement below the threshold (file not in the original order).
+    """
+    human = np.asarray(human)
+    idx = np.asarray(indices, dtype=np.int64).ravel()
+    labels = np.asarray(labels).ravel()
+    if idx.size != labels.size:
+        raise HumanLabelError(f"{name}: {idx.size} indices for {labels.size} labels")
+    if idx.size and (idx.min() < 0 or idx.max() >= len(human)):
+        raise HumanLabelError(f"{name}: has {len(human)} rows but the run's images have original indices up to "
+                              f"{int(idx.max())}; expected one row per image of the whole split in original order")
+    if reference is not None:
+        reference = np.asarray(reference)
+        if len(reference) != len(human):
+            raise HumanLabelError(f"{name}: reference labels ({len(reference)}) and human labels ({len(human)}) "
+                                  f"differ in length")
+        check_alignment(reference[idx], labels, f"{name} (reference labels)", 0.999)
+    sel = human[idx]
+    check_alignment(sel, labels, name, min_agreement)
+    return sel
+
+
+# --------------------------------------------------------------------------- novelty
+def novelty_auroc(seen_norms: np.ndarray, unseen_norms: np.ndarray, n_boot: int = 1000, ci: float = 0.95,
+                  seed: int = 0) -> dict[str, float]:
+    """AUROC of the rule "small norm => unseen", with a bootstrap confidence interval.
+
+    Seen vs unseen (PAPER.md claim 5): the score of a sample is its negative norm and the
+    positive class is *unseen*, so ``AUROC = P(norm_unseen < norm_seen) + P(tie)/2``; 0.5 is
+    chance and 1 means every unseen sample has a smaller norm than every seen one. The point
+    estimate is scikit-learn's ``roc_auc_score``. The interval is a percentile bootstrap that
+    resamples the seen and the unseen group independently (group sizes fixed), via
+    ``scipy.stats.bootstrap``; the statistic of a resample is the Mann-Whitney U of the seen
+    group divided by ``n_seen * n_unseen``, which equals the AUROC.
+
+    Args:
+        seen_norms: ``(n_seen,)`` norms of seen samples (e.g. training images).
+        unseen_norms: ``(n_unseen,)`` norms of unseen samples (test / novel images).
+        n_boot: bootstrap resamples (0 = no interval: NaN bounds).
+        ci: confidence level of the interval.
+        seed: seed of the resampling.
+
+    Returns:
+        dict with ``auroc``, ``ci_low``, ``ci_high``, ``n_seen``, ``n_unseen``.
+
+    Raises:
+        ValueError: an empty group or non-finite norms.
+    """
+    s = np.asarray(seen_norms, dtype=np.float64).ravel()
+    u = np.asarray(unseen_norms, dtype=np.float64).ravel()
+    if s.size == 0 or u.size == 0:
+        raise ValueError(f"novelty_auroc: need samples in both groups, got {s.size} seen and {u.size} unseen")
+    if not (np.isfinite(s).all() and np.isfinite(u).all()):
+        raise ValueError("novelty_auroc: non-finite norms")
+    y = np.r_[np.zeros(s.size), np.ones(u.size)]
+    auroc = float(roc_auc_score(y, -np.r_[s, u]))
+    lo = hi = float("nan")
+    if n_boot > 0 and s.size > 1 and u.size > 1:
+        def statistic(a, b, axis=-1):
+            return stats.mannwhitneyu(a, b, axis=axis).statistic / (a.shape[axis] * b.shape[axis])
+
+        res = stats.bootstrap((s, u), statistic, n_resamples=n_boot, confidence_level=ci, method="percentile",
+                              paired=False, vectorized=True, batch=50, random_state=np.random.default_rng(seed))
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return {"auroc": auroc, "ci_low": lo, "ci_high": hi, "n_seen": float(s.size), "n_unseen": float(u.size)}
