@@ -23,10 +23,10 @@ def runs(plan: Plan) -> list[RunSpec]:
 def build(ctx: BuildContext) -> None:
     fig, ax = plt.subplots(figsize=(5.2, 4))
     rows = []
-    for m in METHODS:
-        run = ctx.run(f"{m}/imbalanced/p=0")
+    for method in METHODS:
+        run = ctx.run(f"{method}/imbalanced/p=0")
         if not run.usable:
-            ctx.skip(METHOD_LABELS[m], f"run {state_of(run)}: {run.status.reason or run.spec.skipped}")
+            ctx.skip(METHOD_LABELS[method], f"run {state_of(run)}: {run.status.reason or run.spec.skipped}")
             continue
         emb = run.embeddings()
         labels, norms = emb["train/labels"], emb["train/emb_norm"].astype(np.float64)
@@ -34,12 +34,16 @@ def build(ctx: BuildContext) -> None:
         classes = np.flatnonzero(sizes)
         means = np.array([norms[labels == c].mean() for c in classes])
         rel = means / means.mean()
-        ax.plot(sizes[classes], rel, "o-", color=METHOD_COLORS[m], label=METHOD_LABELS[m])
+        ax.plot(sizes[classes], rel, "o-", color=METHOD_COLORS[method], label=METHOD_LABELS[method])
         for c, s, mu, r in zip(classes, sizes[classes], means, rel):
-            rows.append({"method": METHOD_LABELS[m], "class": int(c), "train_images": int(s),
+            rows.append({"method": METHOD_LABELS[method], "class": int(c), "train_images": int(s),
                          "mean_norm": float(mu), "relative_norm": float(r)})
+        metrics = run.metrics()
+        ctx.note(f"{METHOD_LABELS[method]}: {int(metrics.step.max())} optimizer steps ({run.cfg.train.epochs} epochs) "
+                 f"on {int(sizes.sum())} imbalanced training images; norms of all of them (un-augmented) after "
+                 f"epoch {int(metrics.epoch.max())}.")
         rho = spearman(sizes[classes], means)
-        ctx.check("imbalance-norms", f"{METHOD_LABELS[m]}: class mean norm rises with class size",
+        ctx.check("imbalance-norms", f"{METHOD_LABELS[method]}: class mean norm rises with class size",
                   "Spearman rho(class size, mean norm)", rho, "> 0", (rho > 0) if rho == rho else None,
                   f"{len(classes)} classes, {int(sizes.sum())} training images")
     ax.set_xscale("log")

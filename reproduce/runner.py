@@ -222,7 +222,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     # ---- 4. report
     render_report(load_results(out.results), args.profile, out.report,
-                  timing={"total": time.time() - t_start, "training": training_s, "building": building_s})
+                  timing={"total": time.time() - t_start, "training": training_s, "building": building_s},
+                  order=list(registry))
     print(f"done in {time.time() - t_start:.0f} s: figures in {out.figures}, tables in {out.tables}, "
           f"results in {out.results}, report {out.report}")
     return 0

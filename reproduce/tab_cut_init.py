@@ -97,6 +97,14 @@ def build(ctx: BuildContext) -> None:
                 ctx.check("cut-init", f"{METHOD_LABELS[method]} {ds}: c={c:g} beats c=1 at the first eval epoch ({e})",
                           "kNN(c) - kNN(1) [points]", diff, "> 0", diff > 0,
                           f"c=1: {base.get(e):.1f}%, c={c:g}: {cur.get(e):.1f}%")
+                # the whole learning curve: mean kNN accuracy over the common evaluation epochs after 0
+                common = sorted(set(cur.index) & set(base.index))
+                if common:
+                    auc = float(cur[common].mean() - base[common].mean())
+                    ctx.check("cut-init", f"{METHOD_LABELS[method]} {ds}: c={c:g} above c=1 over the learning curve "
+                              f"(mean over epochs {', '.join(map(str, common))})",
+                              "mean kNN(c) - mean kNN(1) [points]", auc, "> 0", auc > 0,
+                              f"c=1: {base[common].mean():.1f}%, c={c:g}: {cur[common].mean():.1f}%")
     ctx.number("table", table.to_dict("records"))
 
 

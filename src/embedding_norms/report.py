@@ -163,18 +163,22 @@ def _rel(path: str, base: Path) -> str:
 
 
 def render_report(results: list[ArtifactResult], profile: str, report_path: str | os.PathLike,
-                  env: Optional[dict[str, str]] = None, timing: Optional[dict[str, float]] = None) -> str:
+                  env: Optional[dict[str, str]] = None, timing: Optional[dict[str, float]] = None,
+                  order: Optional[list[str]] = None) -> str:
     """Write REPORT.md from the artifacts' results and return its text.
 
     Layout: header (profile, commit, date, hardware), summary table (every claim of the paper
     x verdict of its checks, with the artifacts that test it), then one section per artifact
     (paper figure/table, images, tables, claim checks with numbers, runs used, quirk options,
-    what was skipped and why).
+    what was skipped and why), in the order of ``order`` (artifact names) when given.
     """
     report_path = Path(report_path)
     base = report_path.parent
     env = env or environment()
     results = [r for r in results if r.profile == profile]
+    if order:  # registry order; unknown names last
+        rank = {name: i for i, name in enumerate(order)}
+        results.sort(key=lambda r: (rank.get(r.name, len(rank)), r.name))
     lines = [
         "# REPORT: On the Importance of Embedding Norms in Self-Supervised Learning — reproduction",
         "",
