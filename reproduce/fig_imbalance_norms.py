@@ -11,13 +11,15 @@ import pandas as pd
 
 from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS
 from reproduce.common import Artifact, BuildContext, Plan, RunSpec, main_single
-from reproduce.experiments import gradscale_run, spearman, state_of
+from reproduce.experiments import spearman, state_of
+from reproduce.tab_gradscale import gradscale_specs
 
 METHODS = ("simclr", "simsiam")
 
 
 def runs(plan: Plan) -> list[RunSpec]:
-    return [gradscale_run(plan, m, 0.0, True) for m in METHODS]  # the p = 0 imbalanced runs of tab_gradscale
+    specs = gradscale_specs(plan)  # the p = 0 imbalanced CIFAR-10 runs of tab_gradscale (same configs)
+    return [specs[("cifar10", m, True, 0.0)] for m in METHODS]
 
 
 def build(ctx: BuildContext) -> None:

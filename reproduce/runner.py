@@ -26,15 +26,19 @@ from typing import Optional
 from embedding_norms.config import PROFILES, ConfigError
 from embedding_norms.data import DataError, resolve_data_dir
 from embedding_norms.launch import SlurmOptions, execute
+from embedding_norms.io import write_json
 from embedding_norms.report import load_results, render_report, write_result
 from embedding_norms.runs import RunStore, is_locked
 
 from .common import Artifact, OutputDirs, Plan, RunSpec, timed_build
 from .registry import load_artifacts
 
-#: Training throughput measured on the 2-core development CPU (pairs of views per second),
-#: used by --dry-run for a rough time estimate. See README "Speed".
-CPU_PAIRS_PER_SECOND = {("resnet18_narrow", 16): 150.0, ("resnet18_narrow", 8): 450.0, ("resnet18", 64): 100.0}
+#: SimCLR training throughput measured on the 2-core development CPU (pairs of views per second
+#: at 32 px; README "Profiles"), keyed by (backbone, width, stem); used by --dry-run for a rough
+#: time estimate. ResNet-18 with the CIFAR stem: ~75 images/s forward+backward (PAPER.md).
+CPU_PAIRS_PER_SECOND = {("resnet18_narrow", 32, "imagenet"): 500.0, ("resnet18_narrow", 16, "cifar"): 155.0,
+                        ("resnet18_narrow", 8, "cifar"): 400.0, ("resnet18", 64, "imagenet"): 115.0,
+                        ("resnet18", 64, "cifar"): 37.0}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +87,7 @@ def select(targets: list[str], registry: dict[str, Artifact]) -> list[Artifact]:
 
 def train_images(cfg) -> int:
     """Approximate number of training images of a run (subset, class holdout, imbalance)."""
-    from embedding_norms.data import IMBALANCE_BASE, SPECS
+    from embedding_norms.data import IMBALANCE_BASE, SPECS, exponential_counts
 
     spec = SPECS[cfg.data.dataset]
     n = cfg.data.train_size or spec.sizes.get("train") or 100_000
@@ -91,8 +95,7 @@ def train_images(cfg) -> int:
     if cfg.data.classes is not None:
         n, k = n * len(cfg.data.classes) // k, len(cfg.data.classes)
     if cfg.data.imbalance != "none":
-        base = IMBALANCE_BASE.get(cfg.data.dataset, 1.5)
-        n = int(n / k * sum(base ** -i for i in range(k)))
+        n = sum(exponential_counts(n // k, k, IMBALANCE_BASE.get(cfg.data.dataset, 1.5)))
     return n
 
 
@@ -101,7 +104,8 @@ def estimate(spec: RunSpec) -> str:
     c = spec.cfg
     n = train_images(c)
     pairs = n * c.train.epochs
-    rate = CPU_PAIRS_PER_SECOND.get((c.model.backbone, c.model.width if c.model.backbone.endswith("narrow") else 64))
+    width = c.model.width if c.model.backbone == "resnet18_narrow" else 64
+    rate = CPU_PAIRS_PER_SECOND.get((c.model.backbone, width, c.model.stem))
     cpu = f", ~{pairs / rate / 60:.1f} min on the 2-core dev CPU" if rate and c.data.image_size <= 32 else ""
     return f"{c.train.epochs} epochs x {n} images = {pairs:,} view pairs{cpu}"
 
@@ -115,6 +119,15 @@ def _print_skipped(artifacts: list[Artifact], specs: dict[str, list[RunSpec]]) -
                 reasons.setdefault(s.skipped, []).append(f"{a.name}:{s.label}")
     for why, which in reasons.items():
         print(f"  skipped ({len(which)} runs, e.g. {which[0]}): {why}")
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _on_sigterm(signum, frame):  # turn SIGTERM into a clean interruption (runs resume later)
@@ -221,9 +234,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         signal.signal(signal.SIGTERM, old)
 
     # ---- 4. report
+    if len(artifacts) == len(registry):  # the whole paper: record what its runs cost (kept across rebuilds)
+        done = [store.status(s.cfg) for s in needed.values()]
+        write_json(out.results / "_runs.json", {
+            "runs": len(done), "finished": sum(st.state == "done" for st in done),
+            "train_seconds_total": round(sum(st.train_seconds or 0.0 for st in done), 1),
+            "train_seconds_per_run": {s.cfg.name: store.status(s.cfg).train_seconds for s in needed.values()},
+            "last_call": {"total_s": round(time.time() - t_start, 1), "training_s": round(training_s, 1),
+                          "building_s": round(building_s, 1)}})
     render_report(load_results(out.results), args.profile, out.report,
                   timing={"total": time.time() - t_start, "training": training_s, "building": building_s},
-                  order=list(registry))
+                  order=list(registry), runs_summary=_read_json(out.results / "_runs.json"))
     print(f"done in {time.time() - t_start:.0f} s: figures in {out.figures}, tables in {out.tables}, "
           f"results in {out.results}, report {out.report}")
     return 0

@@ -18,7 +18,9 @@ DEFAULTS = {"powers": [0.0, 1.0], "datasets": ["cifar10"], "lr": 0.1, "warmup_fr
             "simclr_batch_size": 0}
 
 
-def _runs(plan: Plan, p: dict) -> dict[tuple, RunSpec]:
+def gradscale_specs(plan: Plan, p: dict | None = None) -> dict[tuple, RunSpec]:
+    """``{(dataset, method, imbalanced, power): RunSpec}`` of this artifact for the plan's profile."""
+    p = p or plan.params("tab_gradscale", DEFAULTS)
     out = {}
     for ds in p["datasets"]:
         for m in METHODS:
@@ -30,12 +32,12 @@ def _runs(plan: Plan, p: dict) -> dict[tuple, RunSpec]:
 
 
 def runs(plan: Plan) -> list[RunSpec]:
-    return list(_runs(plan, plan.params("tab_gradscale", DEFAULTS)).values())
+    return list(gradscale_specs(plan).values())
 
 
 def build(ctx: BuildContext) -> None:
     p = ctx.params(DEFAULTS)
-    specs = _runs(ctx.plan, p)
+    specs = gradscale_specs(ctx.plan, p)
     rows, final = [], {}
     for (ds, m, imb, pw), spec in specs.items():
         run = ctx.run(spec.label)

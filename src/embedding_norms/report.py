@@ -97,7 +97,7 @@ def write_result(result: ArtifactResult, results_dir: str | os.PathLike) -> Path
 def load_results(results_dir: str | os.PathLike) -> list[ArtifactResult]:
     """All result files of a folder, sorted by name."""
     out = []
-    for f in sorted(Path(results_dir).glob("*.json")):
+    for f in sorted(Path(results_dir).glob("[!_]*.json")):
         try:
             out.append(ArtifactResult.from_dict(json.loads(f.read_text())))
         except (json.JSONDecodeError, TypeError, ValueError):
@@ -130,12 +130,20 @@ def environment() -> dict[str, str]:
             return "unknown"
 
     dirty = git("status", "--porcelain", "--untracked-files=no")
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {
         "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + (" (with uncommitted changes)" if dirty else ""),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "host": platform.node(),
-        "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
         "gpu": gpu,
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -164,7 +172,7 @@ def _rel(path: str, base: Path) -> str:
 
 def render_report(results: list[ArtifactResult], profile: str, report_path: str | os.PathLike,
                   env: Optional[dict[str, str]] = None, timing: Optional[dict[str, float]] = None,
-                  order: Optional[list[str]] = None) -> str:
+                  order: Optional[list[str]] = None, runs_summary: Optional[dict[str, Any]] = None) -> str:
     """Write REPORT.md from the artifacts' results and return its text.
 
     Layout: header (profile, commit, date, hardware), summary table (every claim of the paper
@@ -190,8 +198,12 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
         f"- **Hardware:** {env.get('cpu')}; GPU: {env.get('gpu')}; host {env.get('host')}; "
         f"Python {env.get('python')}, torch {env.get('torch')}",
     ]
+    if runs_summary:
+        lines.append(f"- **Training runs:** {runs_summary.get('finished')} of {runs_summary.get('runs')} finished; "
+                     f"their training took {runs_summary.get('train_seconds_total', 0) / 60:.1f} min in total "
+                     f"(sum of the runs' own times, `results/_runs.json`)")
     if timing:
-        lines.append(f"- **Wall time of this call:** {timing.get('total', 0):.0f} s "
+        lines.append(f"- **Wall time of the call that wrote this report:** {timing.get('total', 0):.0f} s "
                      f"(training {timing.get('training', 0):.0f} s, building {timing.get('building', 0):.0f} s)")
     lines += ["", "## Summary: every claim of the paper", "",
               "| claim | verdict | tested by |", "|---|---|---|"]

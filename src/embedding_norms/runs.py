@@ -55,6 +55,7 @@ class RunStatus:
     pid: int = 0
     slurm_job_id: Optional[str] = None
     log: Optional[str] = None
+    train_seconds: Optional[float] = None
     locked: bool = False
 
     @property

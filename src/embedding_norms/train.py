@@ -381,7 +381,8 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
         res = linear_probe(model, data.train.images, data.train.labels, data.test.images, data.test.labels,
                            device, cfg.eval.linear_probe_epochs, cfg.train.seed)
         write_json(run_dir / "linear_probe.json", res)
-    store.set_status(cfg, "done", f"trained in {time.time() - t0:.0f} s", epoch=cfg.train.epochs)
+    seconds = time.time() - t0
+    store.set_status(cfg, "done", f"trained in {seconds:.0f} s", epoch=cfg.train.epochs, train_seconds=round(seconds, 1))
     return store.status(cfg)
 
 
