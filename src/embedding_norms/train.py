@@ -14,7 +14,6 @@ Command line (one run)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import math
 import sys
@@ -31,7 +30,7 @@ from tqdm.auto import tqdm
 from .config import ConfigError, OptimConfig, RunConfig, parse_dotted
 from .data import RunData, SSLAugment, prepare_data
 from .evaluate import embed, knn_accuracy, linear_probe, norm_summary
-from .io import atomic_path, write_json
+from .io import atomic_path, sha256_file, write_json
 from .models import SSLModel
 from .runs import RunLock, RunStatus, RunStore, write_frame
 
@@ -81,19 +80,11 @@ def resolve_device(device: Optional[str | torch.device] = None) -> torch.device:
 
 
 # --------------------------------------------------------------------------- checkpoints
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Atomically save ``state`` with a ``.sha256`` side file."""
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        digest = _sha256(tmp)
+        digest = sha256_file(tmp)
     with atomic_path(path.with_suffix(".sha256")) as tmp:
         tmp.write_text(digest + "\n")
 
@@ -107,7 +98,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     side = path.with_suffix(".sha256")
     if not side.exists():
         raise ValueError(f"{path}: no checksum file")
-    if _sha256(path) != side.read_text().strip():
+    if sha256_file(path) != side.read_text().strip():
         raise ValueError(f"{path}: checksum mismatch (corrupt or truncated)")
     try:
         return torch.load(path, map_location="cpu", weights_only=False)

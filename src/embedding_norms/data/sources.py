@@ -34,6 +34,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..io import sha256_file
+
 DATA_ENV = "EMBEDDING_NORMS_DATA"
 DOWNLOAD_ENV = "EMBEDDING_NORMS_DOWNLOAD"
 CACHE_ENV = "EMBEDDING_NORMS_CACHE"
@@ -138,15 +140,6 @@ def _missing(dataset: str, data_dir: Optional[Path], looked_for: list[str]) -> D
     return DataError(f"{dataset} not found {where}; looked for: {', '.join(looked_for)}.\nFix: {fix}.")
 
 
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_file(path: Path) -> None:
     """Check a known offline file's checksum.
 
@@ -156,7 +149,7 @@ def verify_file(path: Path) -> None:
     expected = KNOWN_SHA256.get(path.name)
     if expected is None:
         return
-    got = sha256_of(path)
+    got = sha256_file(path)
     if got != expected:
         raise DataError(f"{path}: wrong checksum (sha256 {got[:12]}..., expected {expected[:12]}...); "
                         f"the file is corrupt or a different version: copy it again from the original source")
