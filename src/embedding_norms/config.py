@@ -38,6 +38,8 @@ PROFILE_DIR = CONFIG_DIR / "profiles"
 METHODS = ("simclr", "simsiam", "byol")
 PROFILES = ("paper", "quick", "smoke")
 DATASETS = ("cifar10", "cifar100", "imagenet100", "flowers102", "stanford_cars")
+#: Number of classes of each dataset (used to validate sizes and class ids before any data is loaded).
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet100": 100, "flowers102": 102, "stanford_cars": 196}
 
 
 class ConfigError(ValueError):
@@ -484,6 +486,12 @@ def _check_values(cfg: RunConfig, source: str) -> None:
     if d.classes is not None:
         need(len(d.classes) >= 2 and len(set(d.classes)) == len(d.classes) and min(d.classes) >= 0,
              "data.classes", f"must list >= 2 distinct non-negative class ids, got {list(d.classes)}")
+        need(max(d.classes) < NUM_CLASSES[d.dataset], "data.classes",
+             f"contains class id {max(d.classes)}, but {d.dataset} has classes 0..{NUM_CLASSES[d.dataset] - 1}")
+    n_cls = NUM_CLASSES[d.dataset] if d.classes is None else len(d.classes)
+    for key, size in (("data.train_size", d.train_size), ("data.test_size", d.test_size), ("train.probe_size", t.probe_size)):
+        need(size is None or size >= n_cls, key,
+             f"must be at least the number of classes ({n_cls} in {d.dataset}) for a class-stratified subset, got {size}")
     need(e.knn_k >= 1, "eval.knn_k", f"must be >= 1, got {e.knn_k}")
     need(e.knn_temperature > 0, "eval.knn_temperature", f"must be > 0, got {e.knn_temperature}")
     need(e.novel in (None, "heldout") or e.novel in DATASETS, "eval.novel",
