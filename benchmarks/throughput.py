@@ -60,6 +60,7 @@ def released_transform(size: int, s: float) -> T.Compose:
 
 
 def timed(fn, blocks: int) -> list[float]:
+    """Wall-clock seconds of each of ``blocks`` calls of ``fn`` (the caller takes the median)."""
     out = []
     for _ in range(blocks):
         t = time.perf_counter()
@@ -69,6 +70,7 @@ def timed(fn, blocks: int) -> list[float]:
 
 
 def main() -> None:
+    """Command line of the benchmark: measure the three loops and print pairs/s and ratios."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="quick")
     p.add_argument("--steps", type=int, default=8, help="optimizer steps per timed block")

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from embedding_norms.config import RunConfig, artifact_params, load_profile
-from embedding_norms.data import dataset_available
+from embedding_norms.data import DataError, dataset_available
 from embedding_norms.plotting import save_figure, save_table, setup_style
 from embedding_norms.report import ArtifactResult, ClaimCheck
 from embedding_norms.runs import RunStatus, RunStore
@@ -74,6 +74,12 @@ class Plan:
 
         A dataset that is not available becomes a generated stand-in when the profile's
         ``missing_data`` is ``standin`` (smoke), else the run is skipped with the reason.
+        CIFAR-10 is the exception: every profile but ``smoke`` needs it (the paper's main data
+        set), so its absence is an error rather than a skip.
+
+        Raises:
+            ConfigError: an invalid config.
+            DataError: CIFAR-10 is missing (outside ``smoke``), or a dataset file is corrupt.
         """
         cfg = RunConfig.load(method, self.profile, overrides or {})
         needed = {cfg.data.dataset}
@@ -85,6 +91,8 @@ class Plan:
                 continue
             if self.missing_data == "standin":
                 return RunSpec(label, cfg.replace({"data": {"standin": True}}))
+            if ds == "cifar10":
+                raise DataError(f"profile {self.profile} needs CIFAR-10, which is not available here: {why}")
             return RunSpec(label, None, f"{ds} is not available here: {' '.join(why.split())}")
         return RunSpec(label, cfg)
 
@@ -98,10 +106,12 @@ class RunHandle:
 
     @property
     def label(self) -> str:
+        """The label the artifact declared the run under."""
         return self.spec.label
 
     @property
     def status(self) -> RunStatus:
+        """The run's :class:`RunStatus` (``skipped`` with the reason when it could not be declared)."""
         if self.cfg is None:
             return RunStatus("skipped", self.spec.skipped)
         return self.store.status(self.cfg)
@@ -112,12 +122,15 @@ class RunHandle:
         return self.cfg is not None and self.status.state == "done"
 
     def metrics(self) -> pd.DataFrame:
+        """Per-epoch records (``metrics.csv``); empty when the run was skipped."""
         return self.store.metrics(self.cfg) if self.cfg is not None else pd.DataFrame()
 
     def class_norms(self) -> pd.DataFrame:
+        """Per-epoch, per-class norm records (``class_norms.csv``); empty when skipped."""
         return self.store.class_norms(self.cfg) if self.cfg is not None else pd.DataFrame()
 
     def embeddings(self, epoch: Optional[int] = None) -> dict[str, np.ndarray]:
+        """Saved embeddings (see :meth:`RunStore.embeddings`). Raises FileNotFoundError when none."""
         return self.store.embeddings(self.cfg, epoch)
 
     def describe(self) -> dict[str, Any]:
@@ -144,18 +157,22 @@ class OutputDirs:
 
     @property
     def figures(self) -> Path:
+        """Folder of the figure files (PNG and PDF)."""
         return self.root / "figures"
 
     @property
     def tables(self) -> Path:
+        """Folder of the table files (CSV, Markdown, LaTeX)."""
         return self.root / "tables"
 
     @property
     def results(self) -> Path:
+        """Folder of ``<artifact>.json`` (numbers and claim checks)."""
         return self.root / "results"
 
     @property
     def report(self) -> Path:
+        """Path of REPORT.md."""
         return self.root / "REPORT.md"
 
     @classmethod
@@ -184,6 +201,7 @@ class BuildContext:
 
     @property
     def profile(self) -> str:
+        """Name of the profile being built."""
         return self.plan.profile
 
     def params(self, defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -227,11 +245,20 @@ class BuildContext:
         self.result.skipped.append({"part": part, "reason": reason})
 
     def note(self, text: str) -> None:
+        """Add a sentence to the artifact's section of REPORT.md (methods, choices, caveats)."""
         self.result.notes.append(text)
 
     def finish(self, seconds: float) -> ArtifactResult:
+        """Complete the result: time, runs used, and every used run that did not finish (failed,
+        pending, skipped) recorded as a skipped part, so the artifact is never shown as fully built
+        when a run is missing. Diverged runs are results, not gaps."""
         self.result.seconds = seconds
         self.result.runs = [h.describe() for h in self._used.values()]
+        mentioned = " ".join(f"{s['part']} {s['reason']}" for s in self.result.skipped)
+        for h in self._used.values():
+            st = h.status
+            if st.state not in ("done", "diverged") and h.label not in mentioned:
+                self.skip(f"run {h.label}", f"{st.state}" + (f": {st.reason}" if st.reason else ""))
         if self.result.skipped and self.result.status == "built":
             self.result.status = "partial"
         return self.result
@@ -247,6 +274,9 @@ class Artifact:
     claims: tuple[str, ...]
     runs: Callable[[Plan], list[RunSpec]]
     build: Callable[[BuildContext], None]
+    #: Validates the artifact's profile parameters (``artifacts.<name>`` of the profile YAML)
+    #: before any training; raises ValueError or ConfigError naming the parameter.
+    check: Optional[Callable[[Plan], None]] = None
 
 
 def no_runs(plan: Plan) -> list[RunSpec]:

@@ -24,6 +24,7 @@ DEFAULT_WD = {"simclr": 1e-6, "simsiam": 5e-4, "byol": 5e-4}
 
 
 def base_label(method: str, dataset: str = "cifar10") -> str:
+    """Label of a method's base run: ``method`` on CIFAR-10, ``method/dataset`` otherwise."""
     return method if dataset == "cifar10" else f"{method}/{dataset}"
 
 

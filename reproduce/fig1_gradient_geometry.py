@@ -23,7 +23,7 @@ import torch
 from matplotlib.colors import LogNorm
 
 from embedding_norms import simulate as sim
-from reproduce.common import Artifact, BuildContext, main_single, no_runs
+from reproduce.common import Artifact, BuildContext, Plan, main_single, no_runs
 
 #: Scale parameters (the same for every profile: this figure costs well under a second).
 DEFAULTS = {
@@ -50,7 +50,20 @@ def _check_points(dim: int, count: int, seed: int) -> tuple[torch.Tensor, torch.
     return z, y
 
 
+def check(plan: Plan) -> None:
+    """Validate the parameters before any compute: the field's direction and radius, and the
+    trajectory (both cost microseconds at the configured sizes; ValueError names the parameter)."""
+    p = plan.params("fig1_gradient_geometry", DEFAULTS)
+    if not (p["grid_extent"] > 0 and p["grid_step"] > 0):
+        raise ValueError(f"grid_extent and grid_step must be > 0, got {p['grid_extent']!r}, {p['grid_step']!r}")
+    sim.cosine_gradient_field(p["direction"], np.zeros(1), np.ones(1), min_norm=p["min_norm"])
+    sim.descend_cosine(p["start"], p["direction"], p["lr"], p["steps"])
+    if p["check_dim"] < 2 or p["check_points"] < 1:
+        raise ValueError(f"check_dim must be >= 2 and check_points >= 1, got {p['check_dim']!r}, {p['check_points']!r}")
+
+
 def build(ctx: BuildContext) -> None:
+    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
     p = ctx.params(DEFAULTS)
     y = np.asarray(p["direction"], float)
     ext, step = float(p["grid_extent"]), float(p["grid_step"])
@@ -195,6 +208,7 @@ ARTIFACT = Artifact(
     claims=("prop3.1", "cor3.3"),
     runs=no_runs,
     build=build,
+    check=check,
 )
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ set and cut into 20 buckets of width 0.05:
 - right: per bucket, mean entropy (bits) of the CIFAR-10H human label distribution on the
   (un-augmented) test images (buckets with >= 50 samples).
 
+The embedding is the projector output z (PAPER.md: "Figure-4 analyses use the projector embedding";
+``embedding: loss`` uses the predictor output p that SimSiam's loss normalises instead).
 The training embeddings are those of one augmented view per image (the released code's choice,
 ``train_view: augmented``) or of the un-augmented images; the figure named
 ``fig4_norm_confidence`` shows ``train_view`` and, with ``both_views``, the other view is saved as
@@ -32,7 +34,7 @@ from embedding_norms.analysis import (align_human_labels, bucket_statistics, buc
 from embedding_norms.config import DATASETS, METHODS, ConfigError
 from embedding_norms.data import DataError, HumanLabelError, load_cifar10h, load_cifar10n, load_cifar100n
 from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS
-from embedding_norms.runs import write_frame
+from embedding_norms.runs import EMBEDDINGS, embedding_of, write_frame
 from reproduce.common import Artifact, BuildContext, Plan, RunSpec, main_single
 from reproduce.experiments import base_run
 
@@ -46,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "min_count_knn": 10,              # buckets with fewer samples are not drawn (left panel)
     "min_count_human": 50,            # same for the human-label panels (middle, right)
     "train_view": "augmented",        # released code: one augmented view of each training image
+    "embedding": "projector",         # PAPER.md: projector output z; "loss": predictor output for SimSiam
     "both_views": True,               # also build the figure of the other view
 }
 
@@ -91,12 +94,16 @@ def _params(p: dict[str, Any], source: str) -> dict[str, Any]:
                               f"{', '.join(SUPPORTED_DATASETS)} (known datasets: {', '.join(DATASETS)})")
     if p["train_view"] not in VIEWS:
         raise ConfigError(f"{source}: artifacts.{NAME}.train_view must be one of {', '.join(VIEWS)}, got {p['train_view']!r}")
+    if p["embedding"] not in EMBEDDINGS:
+        raise ConfigError(f"{source}: artifacts.{NAME}.embedding must be one of {', '.join(EMBEDDINGS)}, "
+                          f"got {p['embedding']!r}")
     if p["n_buckets"] < 2 or p["knn_k"] < 1:
         raise ConfigError(f"{source}: artifacts.{NAME}: need n_buckets >= 2 and knn_k >= 1")
     return p
 
 
 def runs(plan: Plan) -> list[RunSpec]:
+    """The training runs this artifact needs at ``plan``'s profile (see the module docstring)."""
     p = _params(plan.params(NAME, DEFAULTS), f"profile {plan.profile}")
     return [base_run(plan, m, ds, label=_label(m, ds)) for ds in p["datasets"] for m in p["methods"]]
 
@@ -109,6 +116,7 @@ class _Human:
         self.cache: dict[str, tuple[Any, str]] = {}
 
     def get(self, kind: str) -> tuple[Any, str]:
+        """(data, '') for a human-label source, or (None, reason) when it cannot be used."""
         if kind not in self.cache:
             if self.data_dir is None:
                 self.cache[kind] = (None, f"no data folder given (--data-dir or EMBEDDING_NORMS_DATA); "
@@ -130,6 +138,7 @@ def _rows(table: pd.DataFrame, **keys: Any) -> pd.DataFrame:
 
 
 def build(ctx: BuildContext) -> None:
+    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
     p = _params(ctx.params(DEFAULTS), f"profile {ctx.profile}")
     nb, k = int(p["n_buckets"]), int(p["knn_k"])
     views = [p["train_view"]] + ([v for v in VIEWS if v != p["train_view"]] if p["both_views"] else [])
@@ -159,12 +168,14 @@ def build(ctx: BuildContext) -> None:
             standin = h.cfg.data.standin
             for view in views:
                 split = VIEWS[view]
-                if f"{split}/emb" not in emb:
-                    skip(f"{h.label} {view} view", f"the run saved no {split} embeddings")
-                    continue
-                norms, labels = emb[f"{split}/emb_norm"], emb[f"{split}/labels"]
                 try:
-                    correct = knn_loo_correct(emb[f"{split}/emb"], labels, k)
+                    vectors, norms = embedding_of(emb, split, p["embedding"])
+                except KeyError as exc:
+                    skip(f"{h.label} {view} view", str(exc.args[0]))
+                    continue
+                labels = emb[f"{split}/labels"]
+                try:
+                    correct = knn_loo_correct(vectors, labels, k)
                     t = bucket_statistics(norms, {"value": 100.0 * correct}, nb, int(p["min_count_knn"]))
                 except ValueError as exc:
                     skip(f"{h.label} {view} view", str(exc))
@@ -210,7 +221,7 @@ def build(ctx: BuildContext) -> None:
             try:
                 ph = align_human_labels(probs, emb["test/indices"], emb["test/labels"],
                                         f"cifar10h ({EXPECTED['cifar10h']})", min_agreement=0.95)
-                t = bucket_statistics(emb["test/emb_norm"], {"value": human_label_entropy(ph)}, nb,
+                t = bucket_statistics(embedding_of(emb, "test", p["embedding"])[1], {"value": human_label_entropy(ph)}, nb,
                                       int(p["min_count_human"]))
             except (HumanLabelError, ValueError) as exc:
                 skipped_panels[("entropy", method, ds)] = str(exc)
@@ -269,9 +280,15 @@ def build(ctx: BuildContext) -> None:
     ctx.note(f"Figure `{NAME}` shows the training embeddings of {VIEW_TEXT[p['train_view']]}"
              + (f"; `{NAME}_{views[1]}` shows {VIEW_TEXT[views[1]]}" if len(views) > 1 else "")
              + ". The CIFAR-10H panel always uses the un-augmented test images.")
+    emb_text = ("the projector output z (PAPER.md: 'Figure-4 analyses use the projector embedding'; for SimSiam "
+                "this is not the predictor output p that its loss normalises; option `embedding: loss`)"
+                if p["embedding"] == "projector" else
+                "the embedding the loss normalises (projector output for SimCLR, predictor output for SimSiam; "
+                "PAPER.md's choice is `embedding: projector`)")
+    ctx.number("embedding", p["embedding"])
     ctx.note(f"kNN: k = {k}, cosine, fit on all training embeddings of the run, each image predicted from its k "
-             f"nearest *other* images (leave-one-out, unweighted majority). Norms are those of the embedding the "
-             f"loss normalises (projector output for SimCLR, predictor output for SimSiam), min-max normalised "
+             f"nearest *other* images (leave-one-out, unweighted majority). Embedding and norms: {emb_text}; norms "
+             f"min-max normalised "
              f"per run and split, {nb} buckets; buckets with < {p['min_count_knn']} (kNN) or "
              f"< {p['min_count_human']} (human labels) images are not drawn. Claim checks: Spearman rho between "
              f"bucket index and the per-bucket value over the drawn buckets.")

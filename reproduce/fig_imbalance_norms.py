@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS
+from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, legend_or_note
 from reproduce.common import Artifact, BuildContext, Plan, RunSpec, main_single
 from reproduce.experiments import spearman, state_of
 from reproduce.tab_gradscale import gradscale_specs
@@ -18,11 +18,13 @@ METHODS = ("simclr", "simsiam")
 
 
 def runs(plan: Plan) -> list[RunSpec]:
+    """The training runs this artifact needs at ``plan``'s profile (see the module docstring)."""
     specs = gradscale_specs(plan)  # the p = 0 imbalanced CIFAR-10 runs of tab_gradscale (same configs)
     return [specs[("cifar10", m, True, 0.0)] for m in METHODS]
 
 
 def build(ctx: BuildContext) -> None:
+    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
     fig, ax = plt.subplots(figsize=(5.2, 4))
     rows = []
     for method in METHODS:
@@ -52,7 +54,7 @@ def build(ctx: BuildContext) -> None:
     ax.set_xlabel("training images of the class")
     ax.set_ylabel("class mean norm / mean over classes")
     ax.set_title(f"Imbalanced CIFAR-10 ({ctx.profile} profile)")
-    ax.legend()
+    legend_or_note(ax)
     fig.tight_layout()
     ctx.save_figure(fig)
     table = pd.DataFrame(rows)

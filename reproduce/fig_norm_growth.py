@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS
+from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, legend_or_note
 from reproduce.common import Artifact, BuildContext, Plan, RunSpec, main_single
 from reproduce.experiments import DEFAULT_WD, WEIGHT_DECAYS, state_of, wd_run
 
@@ -20,14 +20,17 @@ METHODS = ("simclr", "simsiam", "byol")
 
 
 def sweep(method: str) -> list[float]:
+    """Weight decays of ``method``'s sweep (PAPER.md, 'Weight-decay sweep'); BYOL: its default only."""
     return WEIGHT_DECAYS.get(method, [DEFAULT_WD[method]])
 
 
 def runs(plan: Plan) -> list[RunSpec]:
+    """The training runs this artifact needs at ``plan``'s profile (see the module docstring)."""
     return [wd_run(plan, m, wd) for m in METHODS for wd in sweep(m)]
 
 
 def build(ctx: BuildContext) -> None:
+    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharex="col")
     finals: dict[str, dict] = {}
     for j, method in enumerate(METHODS):
@@ -56,7 +59,7 @@ def build(ctx: BuildContext) -> None:
         ax_n.set_ylabel("mean ||embedding|| (10-90 % band)")
         ax_k.set_ylabel("kNN accuracy (%)")
         ax_k.set_xlabel("epoch")
-        ax_n.legend(loc="best", fontsize="x-small")
+        legend_or_note(ax_n, loc="best", fontsize="x-small")
     fig.suptitle(f"Embedding norms during training on CIFAR-10 ({ctx.profile} profile)")
     fig.tight_layout()
     ctx.save_figure(fig)
@@ -80,7 +83,8 @@ def build(ctx: BuildContext) -> None:
             drop = norms[-1] / norms[0]
             ctx.check("weight-decay", f"{METHOD_LABELS[method]}: final norm at the largest wd ({wds[-1]:g}) < at wd=0",
                       "norm(wd max) / norm(wd 0)", drop, "< 1", drop < 1,
-                      "final norms by wd: " + ", ".join(f"{w:g}: {n:.3g}" for w, n in zip(wds, norms)))
+                      "final norms by wd: " + ", ".join(f"{w:g}: {n:.3g}" for w, n in zip(wds, norms))
+                      + f"; decreasing at every step of the sweep: {'yes' if all(np.diff(norms) < 0) else 'no'}")
 
 
 ARTIFACT = Artifact(

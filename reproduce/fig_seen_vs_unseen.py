@@ -26,6 +26,7 @@ import seaborn as sns
 from embedding_norms.analysis import novelty_auroc
 from embedding_norms.config import METHODS, ConfigError
 from embedding_norms.plotting import METHOD_LABELS
+from embedding_norms.runs import EMBEDDINGS, embedding_of
 from reproduce.common import Artifact, BuildContext, Plan, RunSpec, main_single
 
 NAME = "fig_seen_vs_unseen"
@@ -36,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "holdout_classes": [0, 1, 2, 3, 4],
     "n_boot": 1000,                   # bootstrap resamples of the AUROC interval
     "ci": 0.95,
+    "embedding": "projector",         # as Figure 4 (PAPER.md); "loss": predictor output for SimSiam
 }
 
 SET_COLORS = {"train": "#1b9e77", "test": "#7570b3", "novel": "#d95f02"}
@@ -47,6 +49,9 @@ def _params(p: dict[str, Any], source: str) -> dict[str, Any]:
             raise ConfigError(f"{source}: artifacts.{NAME}.methods: unknown method {m!r}; choose from {', '.join(METHODS)}")
     if p["design"] not in ("holdout", "cifar100"):
         raise ConfigError(f"{source}: artifacts.{NAME}.design must be 'holdout' or 'cifar100', got {p['design']!r}")
+    if p["embedding"] not in EMBEDDINGS:
+        raise ConfigError(f"{source}: artifacts.{NAME}.embedding must be one of {', '.join(EMBEDDINGS)}, "
+                          f"got {p['embedding']!r}")
     if not 0 < p["ci"] < 1 or p["n_boot"] < 0:
         raise ConfigError(f"{source}: artifacts.{NAME}: need 0 < ci < 1 and n_boot >= 0")
     return p
@@ -60,6 +65,7 @@ def _run_spec(plan: Plan, method: str, p: dict[str, Any]) -> RunSpec:
 
 
 def runs(plan: Plan) -> list[RunSpec]:
+    """The training runs this artifact needs at ``plan``'s profile (see the module docstring)."""
     p = _params(plan.params(NAME, DEFAULTS), f"profile {plan.profile}")
     return [_run_spec(plan, m, p) for m in p["methods"]]
 
@@ -73,6 +79,7 @@ def _set_names(p: dict[str, Any]) -> dict[str, str]:
 
 
 def build(ctx: BuildContext) -> None:
+    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
     p = _params(ctx.params(DEFAULTS), f"profile {ctx.profile}")
     names = _set_names(p)
     norm_rows, auroc_rows, frames = [], [], []
@@ -90,7 +97,7 @@ def build(ctx: BuildContext) -> None:
         if "novel/emb_norm" not in emb:
             ctx.skip(f"{METHOD_LABELS[method]} ({h.label})", "the run saved no novel split (eval.novel unset)")
             continue
-        norms = {s: emb[f"{s}/emb_norm"].astype(np.float64) for s in ("train", "test", "novel")}
+        norms = {s: embedding_of(emb, s, p["embedding"])[1].astype(np.float64) for s in ("train", "test", "novel")}
         bad = [s for s, n in norms.items() if n.size == 0 or not np.isfinite(n).all()]
         if bad:
             ctx.skip(f"{METHOD_LABELS[method]} ({h.label})", f"empty or non-finite norms in split(s) {', '.join(bad)}")
@@ -135,8 +142,12 @@ def build(ctx: BuildContext) -> None:
               f"trained on CIFAR-10 classes {p['holdout_classes']}; novel = test images of the other classes."
               if p["design"] == "holdout" else
               "Design `cifar100` (the paper's): a CIFAR-10 model; novel = CIFAR-100 test images."))
-    ctx.note("Norms of the embedding the loss normalises (projector output for SimCLR, predictor output for "
-             "SimSiam) on un-augmented images. AUROC: score = -norm, positive class = the unseen set, so 0.5 is "
+    ctx.number("embedding", p["embedding"])
+    ctx.note(("Norms of the projector output z (as for Figure 4, PAPER.md; option `embedding: loss` uses the "
+              "predictor output p that SimSiam's loss normalises)" if p["embedding"] == "projector" else
+              "Norms of the embedding the loss normalises (projector output for SimCLR, predictor output for "
+              "SimSiam; PAPER.md's Figure-4 choice is `embedding: projector`)")
+             + " on un-augmented images. AUROC: score = -norm, positive class = the unseen set, so 0.5 is "
              f"chance; interval: {p['ci']:.0%} percentile bootstrap ({p['n_boot']} resamples of each set "
              "independently). A claim check on an AUROC holds when the whole interval lies above 0.5.")
 

@@ -19,7 +19,9 @@ import numpy as np
 from scipy import stats
 
 from embedding_norms import simulate as sim
-from reproduce.common import Artifact, BuildContext, main_single, no_runs
+from reproduce.common import Artifact, BuildContext, Plan, main_single, no_runs
+
+NAME = "fig_sim_convergence"
 
 #: The paper's values (PAPER.md, "Simulation (a)"); ``smoke`` shrinks them in its profile YAML.
 DEFAULTS = {
@@ -37,12 +39,24 @@ DEFAULTS = {
 }
 
 
-def build(ctx: BuildContext) -> None:
-    p = ctx.params(DEFAULTS)
-    m = int(p["interpolation_steps"])
+def _interpolations(m: int) -> list[float]:
+    """Partner interpolations ``k / m``, ``k = -(m-1) … m-1`` (released code: m = 25)."""
     if m < 2:
         raise ValueError(f"interpolation_steps must be an integer >= 2, got {m!r}")
-    inter = [k / m for k in range(-(m - 1), m)]
+    return [k / m for k in range(-(m - 1), m)]
+
+
+def check(plan: Plan) -> None:
+    """Validate this artifact's profile parameters before any compute (ValueError names the parameter)."""
+    p = plan.params(NAME, DEFAULTS)
+    sim.check_pair_simulation(p["n"], p["d"], p["lr"], p["tol"], p["max_steps"], norms=p["norms"],
+                              interpolations=_interpolations(int(p["interpolation_steps"])))
+
+
+def build(ctx: BuildContext) -> None:
+    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
+    p = ctx.params(DEFAULTS)
+    inter = _interpolations(int(p["interpolation_steps"]))
 
     norm_df = sim.norm_sweep(p["norms"], p["n"], p["d"], p["lr"], p["tol"], p["seed"], p["max_steps"])
     angle_df = sim.angle_sweep(inter, p["n"], p["d"], p["lr"], p["tol"], p["seed"], p["max_steps"])
@@ -141,6 +155,7 @@ ARTIFACT = Artifact(
     claims=("conv-norm", "conv-angle"),
     runs=no_runs,
     build=build,
+    check=check,
 )
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from scipy import stats
 
 from embedding_norms import simulate as sim
 from embedding_norms.io import atomic_path
-from reproduce.common import Artifact, BuildContext, main_single, no_runs
+from reproduce.common import Artifact, BuildContext, Plan, main_single, no_runs
 from reproduce.fig_sim_imbalance import class_palette, imbalance_setup
 
 DEFAULTS = {
@@ -28,11 +28,21 @@ DEFAULTS = {
 }
 
 
-def build(ctx: BuildContext) -> None:
-    p = ctx.params(DEFAULTS)
-    setup = imbalance_setup(ctx.plan)
+def check(plan: Plan) -> None:
+    """Validate the parameters before any compute (ValueError names the parameter)."""
+    p = plan.params("fig_sim_density", DEFAULTS)
+    setup = imbalance_setup(plan)
     if not 0 <= p["scatter_seed"] < setup.seeds:
         raise ValueError(f"scatter_seed must be in 0 … {setup.seeds - 1}, got {p['scatter_seed']!r}")
+    if p["k"] < 1:
+        raise ValueError(f"k must be an integer >= 1, got {p['k']!r}")
+
+
+def build(ctx: BuildContext) -> None:
+    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
+    check(ctx.plan)
+    p = ctx.params(DEFAULTS)
+    setup = imbalance_setup(ctx.plan)
     res = sim.imbalance_simulation(setup)
     k, S, C = int(p["k"]), setup.seeds, len(setup.class_weights)
 
@@ -113,6 +123,7 @@ ARTIFACT = Artifact(
     claims=("sim-density",),
     runs=no_runs,
     build=build,
+    check=check,
 )
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import seaborn as sns
 from scipy import stats
 
 from embedding_norms import simulate as sim
+from embedding_norms.config import ConfigError
 from reproduce.common import Artifact, BuildContext, Plan, main_single, no_runs
 
 #: The paper's values (PAPER.md, "Simulation (b)"; released code where the paper is silent).
@@ -46,8 +47,18 @@ def setup_from_params(params: dict[str, Any]) -> sim.ImbalanceSetup:
 
 
 def imbalance_setup(plan: Plan) -> sim.ImbalanceSetup:
-    """The simulation constants of this artifact for ``plan``'s profile (also used by fig_sim_density)."""
-    return setup_from_params(plan.params("fig_sim_imbalance", DEFAULTS))
+    """The simulation constants of this artifact for ``plan``'s profile (also used by fig_sim_density).
+
+    Raises:
+        ConfigError: an invalid value, named by its profile key ``artifacts.fig_sim_imbalance.*``.
+    """
+    try:
+        return setup_from_params(plan.params("fig_sim_imbalance", DEFAULTS))
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"profile {plan.profile}: artifacts.fig_sim_imbalance: {exc} "
+                          f"(fix configs/profiles/{plan.profile}.yaml)") from None
 
 
 def class_palette(n: int) -> list:
@@ -56,6 +67,7 @@ def class_palette(n: int) -> list:
 
 
 def build(ctx: BuildContext) -> None:
+    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
     setup = setup_from_params(ctx.params(DEFAULTS))
     res = sim.imbalance_simulation(setup)
     w = np.asarray(setup.class_weights)
@@ -144,6 +156,7 @@ ARTIFACT = Artifact(
     claims=("sim-imbalance",),
     runs=no_runs,
     build=build,
+    check=imbalance_setup,
 )
 
 if __name__ == "__main__":

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Optional
 
 from embedding_norms.config import PROFILES, ConfigError
-from embedding_norms.data import DataError, resolve_data_dir
+from embedding_norms.data import DataError, check_data_dir
 from embedding_norms.launch import SlurmOptions, execute
 from embedding_norms.io import write_json
 from embedding_norms.report import load_results, render_report, write_result
 from embedding_norms.runs import RunStore, is_locked
+from embedding_norms.train import resolve_device
 
 from .common import Artifact, OutputDirs, Plan, RunSpec, timed_build
 from .registry import load_artifacts
@@ -41,14 +42,25 @@ CPU_PAIRS_PER_SECOND = {("resnet18_narrow", 32, "imagenet"): 500.0, ("resnet18_n
                         ("resnet18", 64, "cifar"): 37.0}
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m reproduce`` (see the module docstring and README)."""
     p = argparse.ArgumentParser(prog="python -m reproduce",
                                 description="Rebuild the paper's figures and tables (training the runs they need).")
     p.add_argument("targets", nargs="*", default=["all"],
-                   help="'all', artifact names, or 'status' (show the state of every needed run)")
+                   help="'all', artifact names, or 'status' [names] (show the state of every needed run)")
     p.add_argument("--profile", default="quick", choices=PROFILES, help="scale of the experiments (default quick)")
     p.add_argument("--launcher", default="local", choices=["local", "slurm"], help="where pending runs train")
-    p.add_argument("--jobs", type=int, default=1, help="local: runs trained at once (worker processes)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="local: runs trained at once (worker processes)")
     p.add_argument("--data-dir", default=None, help="offline data folder (default $EMBEDDING_NORMS_DATA)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained and their cost; train nothing")
@@ -134,23 +146,48 @@ def _on_sigterm(signum, frame):  # turn SIGTERM into a clean interruption (runs 
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _plan(artifacts: list[Artifact], plan: Plan) -> dict[str, list[RunSpec]]:
+    """Every artifact's runs, after validating its parameters (before any compute).
+
+    Raises:
+        ConfigError: an invalid run config or artifact parameter (named with its profile key).
+        DataError: a required dataset is missing or corrupt.
+    """
+    specs = {}
+    for a in artifacts:
+        if a.check is not None:
+            try:
+                a.check(plan)
+            except ValueError as exc:  # ConfigError is a ValueError and already names its source
+                if isinstance(exc, ConfigError):
+                    raise
+                raise ConfigError(f"profile {plan.profile}: artifacts.{a.name}: {exc} "
+                                  f"(fix configs/profiles/{plan.profile}.yaml)") from None
+        specs[a.name] = a.runs(plan)
+    return specs
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 a run or artifact failed, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     t_start = time.time()
     registry = load_artifacts()
-    status_only = args.targets == ["status"]
+    status_only = "status" in args.targets
     artifacts = select([t for t in args.targets if t != "status"] or ["all"], registry)
-    data_dir = str(resolve_data_dir(args.data_dir)) if resolve_data_dir(args.data_dir) else None
-    plan = Plan(args.profile, data_dir, True if args.download else None)
-    store = RunStore(args.runs)
-    out = OutputDirs.for_profile(args.profile, args.out)
     for f in args.force:
         if f not in registry:
             raise SystemExit(f"error: --force {f}: unknown artifact; choose from {', '.join(registry)}")
+    store = RunStore(args.runs)
+    out = OutputDirs.for_profile(args.profile, args.out)
 
     # ---- 1. plan (all validation before any compute)
     try:
-        specs = {a.name: a.runs(plan) for a in artifacts}
+        root = check_data_dir(args.data_dir, True if args.download else None)
+        data_dir = str(root) if root else None
+        if not status_only and not args.dry_run:
+            resolve_device(args.device)
+        plan = Plan(args.profile, data_dir, True if args.download else None)
+        specs = _plan(artifacts, plan)
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -169,6 +206,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     continue
                 st = store.status(s.cfg)
                 extra = f" (Slurm job {st.slurm_job_id})" if st.slurm_job_id else ""
+                extra += " (retried by the next call)" if st.state == "failed" else ""
                 print(f"  {a.name:24s} {s.label:28s} {st.state:9s} {store.path(s.cfg)}{extra} {st.reason}")
         return 0
 
@@ -191,6 +229,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 return 2
             shutil.rmtree(d)
     pending = [s for s in needed.values() if not store.status(s.cfg).finished]
+    retried = [s for s in pending if store.status(s.cfg).state == "failed"]
+    if retried:
+        print(f"retrying {len(retried)} run(s) that failed before, e.g. {retried[0].cfg.name}: "
+              f"{store.status(retried[0].cfg).reason}", flush=True)
 
     # ---- 2. train
     old = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -217,9 +259,12 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         # ---- 3. build
         t_build = time.time()
+        failed_artifacts = []
         for a in artifacts:
             res = timed_build(a, plan, store, out)
             write_result(res, out.results)
+            if res.status == "failed":
+                failed_artifacts.append(a.name)
             print(f"  {a.name:24s} {res.status:8s} {res.seconds:6.1f} s"
                   + (f"  ERROR: {res.error.strip().splitlines()[-1]}" if res.error else ""), flush=True)
         building_s = time.time() - t_build
@@ -247,4 +292,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                   order=list(registry), runs_summary=_read_json(out.results / "_runs.json"))
     print(f"done in {time.time() - t_start:.0f} s: figures in {out.figures}, tables in {out.tables}, "
           f"results in {out.results}, report {out.report}")
+    failed_runs = [s.cfg.name for s in needed.values() if store.status(s.cfg).state == "failed"]
+    if failed_runs or failed_artifacts:
+        print(f"error: {len(failed_runs)} run(s) failed ({', '.join(failed_runs[:3])}{', ...' if len(failed_runs) > 3 else ''}; "
+              f"their logs are listed above and by `python -m reproduce status`; the next call retries them) and "
+              f"{len(failed_artifacts)} artifact(s) failed to build ({', '.join(failed_artifacts)}; traceback in "
+              f"REPORT.md)", file=sys.stderr)
+        return 1
     return 0

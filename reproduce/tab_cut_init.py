@@ -11,7 +11,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS
+from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, legend_or_note
 from reproduce.common import Artifact, BuildContext, Plan, RunSpec, main_single
 from reproduce.experiments import cut_run, first_epoch_reaching, knn_curve, state_of
 
@@ -27,11 +27,13 @@ def _extra(method: str, p: dict) -> dict:
 
 
 def runs(plan: Plan) -> list[RunSpec]:
+    """The training runs this artifact needs at ``plan``'s profile (see the module docstring)."""
     p = plan.params("tab_cut_init", DEFAULTS)
     return [cut_run(plan, m, c, ds, _extra(m, p)) for ds in p["datasets"] for m in METHODS for c in p["constants"]]
 
 
 def build(ctx: BuildContext) -> None:
+    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
     p = ctx.params(DEFAULTS)
     rows, curves = [], {}
     for ds in p["datasets"]:
@@ -71,7 +73,7 @@ def build(ctx: BuildContext) -> None:
             ax.set_title(f"{METHOD_LABELS[m]}, {ds}")
             ax.set_xlabel("epoch")
             ax.set_ylabel("kNN accuracy (%)")
-            ax.legend(fontsize="x-small")
+            legend_or_note(ax, fontsize="x-small")
         fig.suptitle(f"Cut-initialization ({ctx.profile} profile)")
         fig.tight_layout()
         ctx.save_figure(fig)

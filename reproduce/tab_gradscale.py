@@ -32,10 +32,12 @@ def gradscale_specs(plan: Plan, p: dict | None = None) -> dict[tuple, RunSpec]:
 
 
 def runs(plan: Plan) -> list[RunSpec]:
+    """The training runs this artifact needs at ``plan``'s profile (see the module docstring)."""
     return list(gradscale_specs(plan).values())
 
 
 def build(ctx: BuildContext) -> None:
+    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
     p = ctx.params(DEFAULTS)
     specs = gradscale_specs(ctx.plan, p)
     rows, final = [], {}
@@ -73,13 +75,17 @@ def build(ctx: BuildContext) -> None:
                         continue
                     e = int(min(cur.index.max(), b.index.max()))
                     diff = float(cur.get(e) - b.get(e))
+                    ob, op = base[0].cfg.optim, run.cfg.optim
+                    confound = ("" if (ob.lr, ob.warmup_epochs) == (op.lr, op.warmup_epochs) else
+                                f"; not only p differs: lr {ob.lr:g} vs {op.lr:g}, warm-up {ob.warmup_epochs:g} vs "
+                                f"{op.warmup_epochs:g} epochs (the released GradScale example's settings)")
                     if claim == "gradscale":
                         ctx.check(claim, f"{tag}: p={pw:g} beats p=0 at epoch {e}", "kNN(p) - kNN(0) [points]", diff,
-                                  "> 0", diff > 0, f"p=0: {b.get(e):.1f}%, p={pw:g}: {cur.get(e):.1f}%")
+                                  "> 0", diff > 0, f"p=0: {b.get(e):.1f}%, p={pw:g}: {cur.get(e):.1f}%{confound}")
                     else:
                         ctx.check(claim, f"{tag}: p={pw:g} fails (diverges or is worse than p=0) at epoch {e}",
                                   "kNN(p) - kNN(0) [points]", diff, "< 0 or diverged", diff < 0,
-                                  f"p=0: {b.get(e):.1f}%, p={pw:g}: {cur.get(e):.1f}%")
+                                  f"p=0: {b.get(e):.1f}%, p={pw:g}: {cur.get(e):.1f}%{confound}")
     ctx.number("rows", rows)
     for (ds, m, imb, pw), (run, _) in final.items():
         if imb or ds != p["datasets"][0]:

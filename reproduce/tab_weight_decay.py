@@ -14,10 +14,12 @@ from reproduce.experiments import WEIGHT_DECAYS, spearman, state_of, wd_run
 
 
 def runs(plan: Plan) -> list[RunSpec]:
+    """The training runs this artifact needs at ``plan``'s profile (see the module docstring)."""
     return [wd_run(plan, m, wd) for m, wds in WEIGHT_DECAYS.items() for wd in wds]
 
 
 def build(ctx: BuildContext) -> None:
+    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
     rows = []
     for method, wds in WEIGHT_DECAYS.items():
         for wd in wds:

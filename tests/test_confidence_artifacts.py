@@ -35,8 +35,9 @@ def _split(rng, labels: np.ndarray, clarity: np.ndarray, indices: np.ndarray, no
     d = clarity[:, None] * axes[labels] + (1 - clarity[:, None]) * axes[other] + 0.05 * rng.normal(size=(n, dim))
     emb = d / np.linalg.norm(d, axis=1, keepdims=True) * norm[:, None]
     emb16 = emb.astype(np.float16)
-    return {"emb": emb16, "emb_norm": np.linalg.norm(emb16.astype(np.float32), axis=1).astype(np.float32),
-            "z_norm": norm.astype(np.float32), "h_norm": norm.astype(np.float32),
+    norm16 = np.linalg.norm(emb16.astype(np.float32), axis=1).astype(np.float32)
+    # projector output z = the loss embedding here (as for SimCLR); the predictor case is tested below
+    return {"emb": emb16, "emb_norm": norm16, "z": emb16, "z_norm": norm16, "h_norm": norm.astype(np.float32),
             "labels": labels.astype(np.int64), "indices": indices.astype(np.int64)}
 
 
@@ -220,3 +221,29 @@ def test_seen_vs_unseen_paper_design_declares_cifar100_novel(tmp_path, data_dir)
                       OutputDirs(tmp_path / "out"))
     assert res.error == "" and res.status == "partial" and not res.checks
     assert all("cifar100" in s["reason"] for s in res.skipped)
+
+
+# ----------------------------------------------------------------------------- which embedding
+def test_embedding_of_picks_projector_or_loss_embedding():
+    from embedding_norms.runs import embedding_of
+
+    z = np.array([[3.0, 4.0], [0.0, 2.0]], np.float16)        # projector output, norms 5, 2
+    p = np.array([[1.0, 0.0], [0.0, 1.0]], np.float16)        # predictor output, norms 1, 1
+    with_pred = {"train/emb": p, "train/emb_norm": np.array([1, 1], np.float32), "train/z": z,
+                 "train/z_norm": np.array([5, 2], np.float32)}
+    v, n = embedding_of(with_pred, "train")                   # default: projector (PAPER.md)
+    assert v is z and n.tolist() == [5, 2]
+    v, n = embedding_of(with_pred, "train", "loss")
+    assert v is p and n.tolist() == [1, 1]
+    no_pred = {"train/emb": z, "train/emb_norm": np.array([5, 2], np.float32),
+               "train/z_norm": np.array([5, 2], np.float32)}  # SimCLR: the loss embedding is z
+    v, n = embedding_of(no_pred, "train")
+    assert v is z and n.tolist() == [5, 2]
+    old = {"train/emb": p, "train/emb_norm": np.array([1, 1], np.float32),
+           "train/z_norm": np.array([5, 2], np.float32)}      # predictor run saved without z vectors
+    with pytest.raises(KeyError, match="--force"):
+        embedding_of(old, "train")
+    with pytest.raises(KeyError, match="no test embeddings"):
+        embedding_of(with_pred, "test")
+    with pytest.raises(ValueError, match="unknown embedding"):
+        embedding_of(with_pred, "train", "backbone")

@@ -178,3 +178,109 @@ def test_slurm_launcher_runs_training_through_slurm(tmp_path, data_dir):
         acct = subprocess.run(["sacct", "-n", "-X", "-j", job, "-o", "JobID,State"], capture_output=True, text=True)
         assert job in acct.stdout, acct.stdout + acct.stderr
     assert (tmp_path / "out" / "figures" / "fig_imbalance_norms.png").exists(), out.stdout
+
+
+# ----------------------------------------------------------------- bad input and faults found in review
+def test_bad_data_dir_is_an_error_and_writes_nothing(tmp_path):
+    out = run_cli(["fig_norm_growth", "--profile", "quick", "--data-dir", str(tmp_path / "typo")], tmp_path, check=False)
+    assert out.returncode == 2 and "does not exist" in out.stderr and "--download" in out.stderr, out.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+def test_missing_cifar10_is_an_error_outside_smoke(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = run_cli(["fig_norm_growth", "--profile", "quick", "--data-dir", str(empty)], tmp_path, check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "needs CIFAR-10" in out.stderr and "--download" in out.stderr and "EMBEDDING_NORMS_DATA" in out.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_data_file_stops_before_training(tmp_path, data_dir):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "cifar10_jpeg.npz").write_bytes((data_dir / "cifar10_jpeg.npz").read_bytes()[:100_000])
+    out = run_cli(["fig_imbalance_norms", "--profile", "smoke", "--data-dir", str(bad)], tmp_path, check=False)
+    assert out.returncode == 2 and "wrong checksum" in out.stderr, out.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_artifact_parameters_are_checked_before_training(monkeypatch):
+    from embedding_norms.config import ConfigError
+    from reproduce import fig_sim_convergence
+    from reproduce.runner import _plan
+
+    defaults = dict(fig_sim_convergence.DEFAULTS, norms=[0.0, 1.0])
+    monkeypatch.setattr(Plan, "params", lambda self, name, d: dict(defaults) if name == "fig_sim_convergence" else dict(d))
+    with pytest.raises(ConfigError, match=r"artifacts\.fig_sim_convergence: norm must be a finite number > 0.*degenerate"):
+        _plan([fig_sim_convergence.ARTIFACT], Plan("smoke"))
+
+
+def test_status_with_names_shows_only_those_and_trains_nothing(tmp_path, data_dir):
+    out = run_cli(["status", "fig_imbalance_norms", "--profile", "smoke"], tmp_path, data_dir)
+    assert "fig_imbalance_norms" in out.stdout and "tab_cut_init" not in out.stdout
+    assert "pending" in out.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_run_is_retried_by_the_next_call(tmp_path, data_dir):
+    run_cli(["fig_imbalance_norms", "--profile", "smoke"], tmp_path, data_dir)
+    store = RunStore(tmp_path / "runs")
+    run_dir = sorted((tmp_path / "runs").iterdir())[0]
+    cfg = _cfg(run_dir)
+    store.set_status(cfg, "failed", "RuntimeError: simulated failure of the environment")
+    out = run_cli(["fig_imbalance_norms", "--profile", "smoke"], tmp_path, data_dir)
+    assert "retrying 1 run(s) that failed before" in out.stdout, out.stdout
+    assert store.status(cfg).state == "done"
+
+
+def test_failed_run_makes_the_exit_status_nonzero(tmp_path, data_dir, monkeypatch):
+    """A run that fails in this call is reported, the artifacts still build, and the exit status is 1."""
+    from reproduce import runner
+    from embedding_norms.launch import LaunchResult
+
+    def fail_all(cfgs, store, *args, **kwargs):
+        for c in cfgs:
+            store.ensure(c)
+            store.set_status(c, "failed", "RuntimeError: simulated")
+        return [LaunchResult(c.name, "failed", "RuntimeError: simulated") for c in cfgs]
+
+    monkeypatch.setattr(runner, "execute", fail_all)
+    rc = runner.main(["fig_imbalance_norms", "--profile", "smoke", "--data-dir", str(data_dir), "--runs",
+                      str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert rc == 1
+    res = json.loads((tmp_path / "out" / "results" / "fig_imbalance_norms.json").read_text())
+    assert res["status"] == "partial" and any("failed" in s["reason"] for s in res["skipped"])
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if text in (d / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+def test_sigterm_stops_parallel_workers(tmp_path, data_dir):
+    env = dict(os.environ, EMBEDDING_NORMS_DATA=str(data_dir), PYTHONUNBUFFERED="1")
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "reproduce", "fig_norm_growth", "--profile", "smoke", "--jobs", "2", "--runs",
+           str(runs), "--out", str(tmp_path / "out"), "--no-progress"]
+    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(runs.glob("*/checkpoints/epoch_0001.pt")):
+        time.sleep(0.1)
+    t0 = time.time()
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert time.time() - t0 < 30  # did not go on to train the queued runs
+    store = RunStore(runs)
+    states = [store.status(_cfg(d)).state for d in runs.iterdir()]
+    assert states.count("done") < 9 and "failed" not in states, states
+    time.sleep(0.5)
+    assert not _processes_mentioning(str(runs)), "worker processes outlived the runner"

@@ -159,11 +159,39 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     store = RunStore(cut_runs)
     assert store.status(cfg).state == "pending"  # 'running' with a free lock = interrupted
     assert store.metrics(cfg).epoch.max() < 4
+    kept_seconds = load_checkpoint(ckpt)["train_seconds"]  # time of the first segment up to epoch 2
     out = subprocess.run(_train_cmd(cfg_path, cut_runs), check=True, capture_output=True, text=True)
     assert out.stdout.strip().endswith("done")
     a, b = RunStore(ref_runs).metrics(cfg), store.metrics(cfg)
     cols = [c for c in a.columns if c != "epoch_seconds"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
+    # the run's training time counts the kept epochs of both segments, not only the last one
+    resumed_epochs = float(b[b.epoch > 2].epoch_seconds.sum())
+    assert kept_seconds > 0 and store.status(cfg).train_seconds >= kept_seconds + resumed_epochs - 0.05
+
+
+def test_failed_run_is_not_final_and_is_retried(tmp_path):
+    from embedding_norms.runs import RunStatus
+
+    assert not RunStatus("failed").finished and RunStatus("done").finished and RunStatus("diverged").finished
+    cfg = tiny(train={"epochs": 1, "eval_epochs": [1], "save_embeddings_epochs": [1]})
+    store = RunStore(tmp_path / "runs")
+    store.ensure(cfg)
+    store.set_status(cfg, "failed", "DataError: simulated (fixed since)")
+    st = train(cfg, store, progress=False)
+    assert st.state == "done" and store.metrics(cfg).epoch.tolist() == [0, 1]
+
+
+def test_device_is_checked_before_anything(monkeypatch):
+    from embedding_norms.config import ConfigError
+    from embedding_norms.train import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None).type == "cpu" and resolve_device("cpu").type == "cpu"
+    with pytest.raises(ConfigError, match="no CUDA device is visible"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="not a device"):
+        resolve_device("gpu0")
 
 
 def test_corrupt_checkpoint_falls_back_to_previous(tmp_path):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -40,6 +41,8 @@ PROFILES = ("paper", "quick", "smoke")
 DATASETS = ("cifar10", "cifar100", "imagenet100", "flowers102", "stanford_cars")
 #: Number of classes of each dataset (used to validate sizes and class ids before any data is loaded).
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet100": 100, "flowers102": 102, "stanford_cars": 196}
+#: Images per class of the (balanced) CIFAR splits, to reject subsets larger than the data before loading.
+CIFAR_PER_CLASS = {"cifar10": {"train": 5000, "test": 1000}, "cifar100": {"train": 500, "test": 100}}
 
 
 class ConfigError(ValueError):
@@ -440,6 +443,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             return float(value)  # PyYAML (YAML 1.1) reads "1e-6" as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: {key} must be a number, got {value!r} ({type(value).__name__})")
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -457,6 +462,7 @@ def _check_values(cfg: RunConfig, source: str) -> None:
     need(t.epochs >= 1, "train.epochs", f"must be a positive number of epochs, got {t.epochs}")
     for ep in t.eval_epochs + t.save_embeddings_epochs:
         need(0 <= ep <= t.epochs, "train.eval_epochs/save_embeddings_epochs", f"contains epoch {ep} outside 0..{t.epochs} (train.epochs)")
+    need(t.seed >= 0, "train.seed", f"must be >= 0, got {t.seed}")
     need(t.probe_size >= 10, "train.probe_size", f"must be >= 10, got {t.probe_size}")
     need(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
     need(0 <= o.momentum < 1, "optim.momentum", f"must be in [0, 1), got {o.momentum}")
@@ -489,6 +495,12 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         need(max(d.classes) < NUM_CLASSES[d.dataset], "data.classes",
              f"contains class id {max(d.classes)}, but {d.dataset} has classes 0..{NUM_CLASSES[d.dataset] - 1}")
     n_cls = NUM_CLASSES[d.dataset] if d.classes is None else len(d.classes)
+    if d.dataset in CIFAR_PER_CLASS and not d.standin:
+        for split, size in (("train", d.train_size), ("test", d.test_size)):
+            avail = CIFAR_PER_CLASS[d.dataset][split] * n_cls
+            need(size is None or size <= avail, f"data.{split}_size",
+                 f"is {size}, but {d.dataset} has only {avail} {split} images"
+                 + (f" in the {n_cls} classes of data.classes" if d.classes is not None else "") + "; use null for all")
     for key, size in (("data.train_size", d.train_size), ("data.test_size", d.test_size), ("train.probe_size", t.probe_size)):
         need(size is None or size >= n_cls, key,
              f"must be at least the number of classes ({n_cls} in {d.dataset}) for a class-stratified subset, got {size}")

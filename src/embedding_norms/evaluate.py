@@ -67,7 +67,7 @@ def knn_predict(query: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tens
         sims = q[i:i + chunk] @ b.t()
         w, idx = sims.topk(k, dim=1)
         lab = bank_labels[idx]
-        scores = torch.zeros(len(lab), num_classes, dtype=torch.float32)
+        scores = torch.zeros(len(lab), num_classes, dtype=torch.float32, device=w.device)
         scores.scatter_add_(1, lab, (w / temperature).exp())
         preds.append(scores.argmax(1))
     return torch.cat(preds)

@@ -160,7 +160,8 @@ def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", job
                                                  None, progress)
         else:
             threads = max(1, (os.cpu_count() or 1) // jobs)
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
+            pool = ProcessPoolExecutor(max_workers=jobs)
+            try:
                 futs = {pool.submit(_train_one, c.to_dict(), str(store.root), data_dir, download, device, threads,
                                     False): c for c in todo}
                 for fut in tqdm(as_completed(futs), total=len(futs), desc="runs", disable=not progress):
@@ -170,6 +171,10 @@ def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", job
                     except Exception as exc:  # noqa: BLE001 - reported per run
                         results[c.hash()] = LaunchResult(c.name, "failed", f"{type(exc).__name__}: {exc}",
                                                          str(store.path(c) / "train.log"))
+            except BaseException:  # interrupted (SIGTERM/Ctrl-C): start no new run, stop the running ones
+                _stop_workers(pool)
+                raise
+            pool.shutdown(wait=True)
     elif launcher == "slurm":
         results.update(_execute_slurm(todo, store, data_dir, download, device, slurm or SlurmOptions(), progress))
     else:
@@ -183,6 +188,22 @@ def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", job
             st = store.status(cfg)
             results[h] = LaunchResult(cfg.name, st.state, st.reason, st.log, st.slurm_job_id)
     return list(results.values())
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued runs and terminate the worker processes of ``pool``.
+
+    A terminated worker leaves its run ``running`` with a free lock, which the store reports as
+    interrupted; the next call resumes it from its newest checkpoint. Python 3.11's executor has
+    no public way to stop running tasks, hence ``_processes`` (``terminate_workers`` in 3.14).
+    """
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=30)
 
 
 def slurm_available() -> tuple[bool, str]:

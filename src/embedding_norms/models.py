@@ -79,6 +79,7 @@ class NarrowResNet(nn.Module):
                 nn.init.constant_(m.bn2.weight, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features ``(B, 8 * width)`` of images ``(B, 3, H, W)``."""
         return torch.flatten(self.pool(self.blocks(self.stem(x))), 1)
 
 
@@ -138,6 +139,7 @@ class Outputs:
 
     @property
     def emb(self) -> torch.Tensor:
+        """The embedding the loss normalises: ``p`` when there is a predictor, else ``z``."""
         return self.p if self.p is not None else self.z
 
 

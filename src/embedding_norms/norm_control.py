@@ -18,12 +18,14 @@ from torch import nn
 class _GradScaleFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor, power: float) -> torch.Tensor:  # noqa: D401
+        """Identity (the input is saved for the backward pass)."""
         ctx.save_for_backward(z)
         ctx.power = power
         return z.view_as(z)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
+        """Incoming gradient of each row times ``||z||^p`` (``p`` has no gradient)."""
         (z,) = ctx.saved_tensors
         norm = torch.linalg.vector_norm(z, dim=-1, keepdim=True)
         return grad * norm.pow(ctx.power), None

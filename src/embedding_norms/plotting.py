@@ -27,6 +27,15 @@ def setup_style() -> None:
                          "axes.titlesize": "medium", "legend.fontsize": "small"})
 
 
+def legend_or_note(ax: plt.Axes, note: str = "no finished run\n(see REPORT.md)", **legend_kw) -> None:
+    """Draw the legend of ``ax``, or, when nothing labelled was plotted (its runs failed or were
+    skipped), a centred note instead of an empty legend."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**legend_kw)
+    else:
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", color="grey")
+
+
 def save_figure(fig: plt.Figure, stem: str | os.PathLike) -> list[Path]:
     """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` atomically and close it.
 

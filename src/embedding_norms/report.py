@@ -75,12 +75,14 @@ class ArtifactResult:
     error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the result (``results/<name>.json``)."""
         d = asdict(self)
         d["checks"] = [asdict(c) for c in self.checks]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ArtifactResult":
+        """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["checks"] = [ClaimCheck(**c) for c in d.get("checks", [])]
         known = set(cls.__dataclass_fields__)
@@ -212,7 +214,9 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
         arts = sorted({r.name for r in results for c in r.checks if c.claim == cid})
         lines.append(f"| **{cid}**: {_cell(text)} | {verdict(checks)} | {', '.join(f'[{a}](#{a})' for a in arts) or '—'} |")
     lines += ["", "Verdicts count the claim checks below: *holds (k/n)* when all n evaluated checks hold, "
-              "*mixed* when some do, *not run* when no check could be evaluated (data missing, runs failed).", ""]
+              "*mixed* when some do, *does not hold* when none does, *not run* when no check could be evaluated "
+              "(data missing, runs failed). A check states its statistic and threshold; a verdict says whether the "
+              "direction of the claim is seen at this scale, not whether the effect is as large as in the paper.", ""]
 
     lines += ["## Artifacts", "", "| artifact | paper | status | time (s) |", "|---|---|---|---|"]
     for r in results:

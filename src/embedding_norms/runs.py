@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .config import RunConfig, from_dict
+from .config import ConfigError, RunConfig, from_dict
 from .io import atomic_path, write_json, write_text
 
 STATES = ("pending", "running", "done", "diverged", "failed")
@@ -60,8 +60,12 @@ class RunStatus:
 
     @property
     def finished(self) -> bool:
-        """True for terminal states (done, diverged, failed)."""
-        return self.state in ("done", "diverged", "failed")
+        """True for final outcomes: ``done`` and ``diverged`` (deterministic given the config).
+
+        A ``failed`` run (an error of the environment: data, device, memory, a crash) is not
+        finished: the next call retries it, resuming from its newest checkpoint.
+        """
+        return self.state in ("done", "diverged")
 
 
 class RunStore:
@@ -155,8 +159,11 @@ class RunStore:
         """Saved embeddings at ``epoch`` (default: the last saved epoch).
 
         Keys are ``<split>/<field>``: splits ``train``, ``train_aug``, ``test``, ``novel``;
-        fields ``emb`` ``(N, d)`` float16, ``emb_norm``, ``z_norm``, ``h_norm`` ``(N,)`` float32,
-        ``labels``, ``indices`` ``(N,)`` int64 (positions in the original split).
+        fields ``emb`` ``(N, d)`` float16 (the embedding the loss normalises: projector output
+        ``z`` for SimCLR, predictor output ``p`` for SimSiam/BYOL), ``z`` ``(N, d_z)`` float16
+        (projector output; only for methods with a predictor), ``emb_norm``, ``z_norm``,
+        ``h_norm`` ``(N,)`` float32, ``labels``, ``indices`` ``(N,)`` int64 (positions in the
+        original split). :func:`embedding_of` picks one embedding.
 
         Raises:
             FileNotFoundError: no embeddings saved (at that epoch).
@@ -176,10 +183,55 @@ class RunStore:
         return json.loads(f.read_text()) if f.exists() else None
 
 
+#: Which embedding an analysis uses: the projector output ``z`` (PAPER.md: "Figure-4 analyses use
+#: the projector embedding") or the embedding the loss normalises (``p`` for SimSiam/BYOL).
+EMBEDDINGS = ("projector", "loss")
+
+
+def embedding_of(arrays: dict[str, np.ndarray], split: str, which: str = "projector") -> tuple[np.ndarray, np.ndarray]:
+    """Vectors ``(N, d)`` and norms ``(N,)`` of one embedding of a split of :meth:`RunStore.embeddings`.
+
+    Args:
+        arrays: the saved embeddings of a run.
+        split: ``train``, ``train_aug``, ``test`` or ``novel``.
+        which: ``projector`` (projector output z) or ``loss`` (the embedding the loss normalises;
+            the same as z for SimCLR).
+
+    Raises:
+        ValueError: unknown ``which``.
+        KeyError: the split is missing, or the projector vectors of a method with a predictor were
+            not saved (a run store written before they were; retrain it with ``--force``).
+    """
+    if which not in EMBEDDINGS:
+        raise ValueError(f"unknown embedding {which!r}; choose one of {', '.join(EMBEDDINGS)}")
+    if f"{split}/emb" not in arrays:
+        raise KeyError(f"the run saved no {split} embeddings")
+    if which == "loss":
+        return arrays[f"{split}/emb"], arrays[f"{split}/emb_norm"]
+    if f"{split}/z" in arrays:
+        return arrays[f"{split}/z"], arrays[f"{split}/z_norm"]
+    if np.array_equal(arrays[f"{split}/emb_norm"], arrays[f"{split}/z_norm"]):  # no predictor: emb is z
+        return arrays[f"{split}/emb"], arrays[f"{split}/z_norm"]
+    raise KeyError(f"the run saved no projector vectors for {split} (saved before they were); retrain it with "
+                   f"`python -m reproduce ARTIFACT --force ARTIFACT` or use the 'loss' embedding")
+
+
 def load_config(run_dir: str | os.PathLike) -> RunConfig:
-    """The :class:`RunConfig` stored in ``<run_dir>/config.yaml``."""
+    """The :class:`RunConfig` stored in ``<run_dir>/config.yaml``.
+
+    Raises:
+        ConfigError: the file is not valid YAML or not a valid config (it is written atomically,
+            so this means it was edited by hand); the message names the file and the fix.
+    """
     f = Path(run_dir) / "config.yaml"
-    return from_dict(yaml.safe_load(f.read_text()), source=str(f))
+    fix = f"move {Path(run_dir)} away (or retrain it with `python -m reproduce ... --force ARTIFACT`)"
+    try:
+        data = yaml.safe_load(f.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{f} is not valid YAML ({str(exc).splitlines()[0]}); {fix}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{f} does not hold a run config; {fix}")
+    return from_dict(data, source=str(f))
 
 
 def write_frame(path: Path, frame: pd.DataFrame) -> None:

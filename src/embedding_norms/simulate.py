@@ -443,6 +443,31 @@ def interpolated_pairs(n: int, d: int, interpolation: float, generator: torch.Ge
     return z, p / p.norm(dim=1, keepdim=True)
 
 
+def check_pair_simulation(n: int, d: int, lr: float, tol: float, max_steps: int = 200_000,
+                          norms: Sequence[float] = (1.0,), interpolations: Sequence[float] = (0.0,)) -> None:
+    """Validate the parameters of simulation (a) (:func:`norm_sweep`, :func:`angle_sweep`).
+
+    Raises:
+        ValueError: an empty sweep, a norm <= 0 (norm 0 is degenerate), an interpolation outside
+            (-1, 1), ``n``, ``d`` or ``max_steps`` not a positive integer, ``lr`` <= 0, or ``tol``
+            outside (0, 1); the message names the parameter and its valid range.
+    """
+    if len(norms) == 0:
+        raise ValueError("norms must not be empty")
+    if len(interpolations) == 0:
+        raise ValueError("interpolations must not be empty")
+    for x in norms:
+        _check_positive("norm", x)
+    for a in interpolations:
+        if not -1.0 < float(a) < 1.0:
+            raise ValueError(f"interpolation must lie in the open interval (-1, 1), got {a!r}")
+    _check_count("n", n)
+    _check_count("d", d)
+    _check_positive("lr", lr)
+    _check_tolerance(tol)
+    _check_count("max_steps", max_steps)
+
+
 def norm_sweep(norms: Sequence[float], n: int = 500, d: int = 20, lr: float = 10.0, tol: float = 1e-3,
                seed: int = 0, max_steps: int = 200_000, progress: Optional[bool] = None) -> pd.DataFrame:
     """Simulation (a), panel 1: steps to align ``n`` random pairs vs their shared norm.
@@ -461,15 +486,8 @@ def norm_sweep(norms: Sequence[float], n: int = 500, d: int = 20, lr: float = 10
     Raises:
         ValueError: an invalid parameter (e.g. a norm <= 0), before any compute.
     """
+    check_pair_simulation(n, d, lr, tol, max_steps, norms=norms)
     norms = [float(x) for x in norms]
-    if not norms:
-        raise ValueError("norms must not be empty")
-    for x in norms:
-        _check_positive("norm", x)
-    _check_count("n", n)
-    _check_count("d", d)
-    _check_positive("lr", lr)
-    _check_tolerance(tol)
     g = torch.Generator().manual_seed(int(seed))
     pairs = [random_pairs(n, d, x, g) for x in norms]
     res = steps_to_align(torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs]), lr, tol,
@@ -497,16 +515,8 @@ def angle_sweep(interpolations: Sequence[float], n: int = 500, d: int = 20, lr: 
     Raises:
         ValueError: an invalid parameter, before any compute.
     """
+    check_pair_simulation(n, d, lr, tol, max_steps, interpolations=interpolations)
     inter = [float(a) for a in interpolations]
-    if not inter:
-        raise ValueError("interpolations must not be empty")
-    for a in inter:
-        if not -1.0 < a < 1.0:
-            raise ValueError(f"interpolation must lie in the open interval (-1, 1), got {a!r}")
-    _check_count("n", n)
-    _check_count("d", d)
-    _check_positive("lr", lr)
-    _check_tolerance(tol)
     g = torch.Generator().manual_seed(int(seed))
     pairs = [interpolated_pairs(n, d, a, g) for a in inter]
     res = steps_to_align(torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs]), lr, tol,

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import ConfigError, OptimConfig, RunConfig, parse_dotted
-from .data import RunData, SSLAugment, prepare_data
+from .data import DataError, RunData, SSLAugment, prepare_data
 from .evaluate import embed, knn_accuracy, linear_probe, norm_summary
 from .io import atomic_path, sha256_file, write_json
 from .models import SSLModel
@@ -73,10 +73,26 @@ def is_checkpoint_epoch(epoch: int, last: int) -> bool:
 
 
 def resolve_device(device: Optional[str | torch.device] = None) -> torch.device:
-    """``device`` or, if None/"auto", CUDA when available else CPU."""
+    """``device`` or, if None/"auto", CUDA when available else CPU.
+
+    Raises:
+        ConfigError: an unknown device string, or a CUDA device when none is visible (checked
+            before any data is loaded or any run is touched).
+    """
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {device!r} is not a device ({exc}); use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is visible here (torch.cuda.is_available() is False); "
+                          f"use --device cpu or --device auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device}: only cpu and cuda are supported")
+    return dev
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -148,6 +164,8 @@ def _save_embeddings(model: SSLModel, data: RunData, cfg: RunConfig, device: tor
     for name, (s, a) in splits.items():
         out = embed(model, s.images, device, augment=a, generator=g)
         arrays[f"{name}/emb"] = out["emb"].numpy().astype(np.float16)
+        if model.predictor is not None:  # the projector output z differs from the loss embedding p
+            arrays[f"{name}/z"] = out["z"].numpy().astype(np.float16)
         arrays[f"{name}/emb_norm"] = out["emb"].norm(dim=1).numpy().astype(np.float32)
         arrays[f"{name}/z_norm"] = out["z"].norm(dim=1).numpy().astype(np.float32)
         arrays[f"{name}/h_norm"] = out["h"].norm(dim=1).numpy().astype(np.float32)
@@ -296,7 +314,7 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
     ckpt_dir.mkdir(exist_ok=True)
     (run_dir / "embeddings").mkdir(exist_ok=True)
 
-    start_epoch, global_step = 0, 0
+    start_epoch, global_step, seconds_before = 0, 0, 0.0
     rows: list[dict] = []
     class_rows: list[dict] = []
     notes: list[str] = []
@@ -310,6 +328,7 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, global_step = state["epoch"], state["global_step"]
+        seconds_before = float(state.get("train_seconds", 0.0))  # time of the epochs kept from earlier segments
         old = store.metrics(cfg)
         rows = old[old.epoch <= start_epoch].to_dict("records") if len(old) else []
         oldc = store.class_norms(cfg)
@@ -331,7 +350,8 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
 
     def checkpoint(epoch: int) -> None:
         state = {"epoch": epoch, "global_step": global_step, "model": model.state_dict(),
-                 "optimizer": opt.state_dict(), "config_hash": cfg.hash()}
+                 "optimizer": opt.state_dict(), "config_hash": cfg.hash(),
+                 "train_seconds": seconds_before + time.time() - t0}
         save_checkpoint(ckpt_dir / "latest.pt", state)
         if is_checkpoint_epoch(epoch, cfg.train.epochs):
             save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", state)
@@ -372,7 +392,7 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
         res = linear_probe(model, data.train.images, data.train.labels, data.test.images, data.test.labels,
                            device, cfg.eval.linear_probe_epochs, cfg.train.seed)
         write_json(run_dir / "linear_probe.json", res)
-    seconds = time.time() - t0
+    seconds = seconds_before + time.time() - t0
     store.set_status(cfg, "done", f"trained in {seconds:.0f} s", epoch=cfg.train.epochs, train_seconds=round(seconds, 1))
     return store.status(cfg)
 
@@ -391,11 +411,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     try:
         cfg = RunConfig.load(args.method, args.profile, parse_dotted(args.set))
-    except ConfigError as exc:
+        resolve_device(args.device)
+        store = RunStore(args.runs)
+        st = train(cfg, store, args.data_dir, args.download or None, args.device, progress=not args.no_progress)
+    except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    store = RunStore(args.runs)
-    st = train(cfg, store, args.data_dir, args.download or None, args.device, progress=not args.no_progress)
     print(f"{cfg.name}: {st.state} {st.reason}")
     return 0 if st.state == "done" else 1
 

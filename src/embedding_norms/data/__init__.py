@@ -9,6 +9,7 @@ from .sources import (
     SPECS,
     DataError,
     ImageSet,
+    check_data_dir,
     dataset_available,
     load_split,
     make_standin,
@@ -19,6 +20,6 @@ from .subsets import IMBALANCE_BASE, exponential_counts, imbalanced_indices, str
 __all__ = [
     "SSLAugment", "to_float", "HumanLabelError", "check_alignment", "load_cifar10h", "load_cifar10n",
     "load_cifar100n", "RunData", "prepare_data", "DATA_ENV", "DOWNLOAD_ENV", "SPECS", "DataError", "ImageSet",
-    "dataset_available", "load_split", "make_standin", "resolve_data_dir", "IMBALANCE_BASE",
+    "check_data_dir", "dataset_available", "load_split", "make_standin", "resolve_data_dir", "IMBALANCE_BASE",
     "exponential_counts", "imbalanced_indices", "stratified_subset",
 ]

@@ -33,6 +33,7 @@ class RunData:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes of the training set (after class selection)."""
         return self.train.num_classes
 
 

@@ -155,14 +155,50 @@ def verify_file(path: Path) -> None:
                         f"the file is corrupt or a different version: copy it again from the original source")
 
 
+@functools.lru_cache(maxsize=None)
+def _verify_once(path: str, size: int, mtime_ns: int) -> None:
+    """:func:`verify_file`, cached per file version (path, size, modification time)."""
+    verify_file(Path(path))
+
+
+def check_data_dir(data_dir: Optional[str | os.PathLike] = None, download: Optional[bool] = None) -> Optional[Path]:
+    """The offline data folder (:func:`resolve_data_dir`), checked to exist.
+
+    Returns:
+        the folder, or None when none is given.
+
+    Raises:
+        DataError: a folder was given (argument or ``$EMBEDDING_NORMS_DATA``) but is not an
+            existing directory, and downloads (which would create it) are not allowed: a typo
+            must not silently turn into "dataset missing".
+    """
+    root = resolve_data_dir(data_dir)
+    if root is not None and not root.is_dir() and not download_allowed(download):
+        source = "--data-dir" if data_dir not in (None, "") else f"${DATA_ENV}"
+        raise DataError(f"the data folder {root} (from {source}) does not exist. Fix the path, or unset it and "
+                        f"allow downloads with --download / {DOWNLOAD_ENV}=1 (see README 'Data')")
+    return root
+
+
 # --------------------------------------------------------------------------- loading
 def dataset_available(dataset: str, data_dir: Optional[str | os.PathLike] = None,
                       download: Optional[bool] = None) -> tuple[bool, str]:
-    """Whether ``dataset`` can be loaded here, and if not, why (no loading, no compute)."""
+    """Whether ``dataset`` can be loaded here, and if not, why (no decoding, no compute).
+
+    A known offline file (``cifar10_jpeg.npz``) that is present is checksum-verified once per
+    process, so that a corrupt copy stops the runner before any training.
+
+    Raises:
+        DataError: the dataset's offline file is present but corrupt (wrong checksum).
+    """
     if dataset not in SPECS:
         return False, f"unknown dataset {dataset!r}"
     root = resolve_data_dir(data_dir)
-    if _locate(dataset, root) is not None:
+    found = _locate(dataset, root)
+    if found is not None:
+        if found[0] == "npz":
+            st = found[1].stat()
+            _verify_once(str(found[1]), st.st_size, st.st_mtime_ns)
         return True, ""
     if download_allowed(download) and dataset in DOWNLOADABLE:
         return True, "will be downloaded by torchvision"
