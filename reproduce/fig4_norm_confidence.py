@@ -221,7 +221,7 @@ def build(ctx: BuildContext) -> None:
             try:
                 ph = align_human_labels(probs, emb["test/indices"], emb["test/labels"],
                                         f"cifar10h ({EXPECTED['cifar10h']})", min_agreement=0.95)
-                t = bucket_statistics(embedding_of(emb, "test", p["embedding"])[1], {"value": human_label_entropy(ph)}, nb,
+                t = bucket_statistics(embedding_of(emb, "test", p["embedding"], vectors=False)[1], {"value": human_label_entropy(ph)}, nb,
                                       int(p["min_count_human"]))
             except (HumanLabelError, ValueError) as exc:
                 skipped_panels[("entropy", method, ds)] = str(exc)

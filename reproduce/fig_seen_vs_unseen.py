@@ -97,7 +97,7 @@ def build(ctx: BuildContext) -> None:
         if "novel/emb_norm" not in emb:
             ctx.skip(f"{METHOD_LABELS[method]} ({h.label})", "the run saved no novel split (eval.novel unset)")
             continue
-        norms = {s: embedding_of(emb, s, p["embedding"])[1].astype(np.float64) for s in ("train", "test", "novel")}
+        norms = {s: embedding_of(emb, s, p["embedding"], vectors=False)[1].astype(np.float64) for s in ("train", "test", "novel")}
         bad = [s for s, n in norms.items() if n.size == 0 or not np.isfinite(n).all()]
         if bad:
             ctx.skip(f"{METHOD_LABELS[method]} ({h.label})", f"empty or non-finite norms in split(s) {', '.join(bad)}")

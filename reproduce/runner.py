@@ -293,10 +293,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"done in {time.time() - t_start:.0f} s: figures in {out.figures}, tables in {out.tables}, "
           f"results in {out.results}, report {out.report}")
     failed_runs = [s.cfg.name for s in needed.values() if store.status(s.cfg).state == "failed"]
+    if failed_runs:
+        print(f"error: {len(failed_runs)} run(s) failed: {', '.join(failed_runs[:3])}{', ...' if len(failed_runs) > 3 else ''} "
+              f"(logs above and in `python -m reproduce status`; the next call retries them)", file=sys.stderr)
+    if failed_artifacts:
+        print(f"error: {len(failed_artifacts)} artifact(s) failed to build: {', '.join(failed_artifacts)} "
+              f"(traceback in {out.report})", file=sys.stderr)
     if failed_runs or failed_artifacts:
-        print(f"error: {len(failed_runs)} run(s) failed ({', '.join(failed_runs[:3])}{', ...' if len(failed_runs) > 3 else ''}; "
-              f"their logs are listed above and by `python -m reproduce status`; the next call retries them) and "
-              f"{len(failed_artifacts)} artifact(s) failed to build ({', '.join(failed_artifacts)}; traceback in "
-              f"REPORT.md)", file=sys.stderr)
         return 1
     return 0

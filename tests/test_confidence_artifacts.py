@@ -243,6 +243,7 @@ def test_embedding_of_picks_projector_or_loss_embedding():
            "train/z_norm": np.array([5, 2], np.float32)}      # predictor run saved without z vectors
     with pytest.raises(KeyError, match="--force"):
         embedding_of(old, "train")
+    assert embedding_of(old, "train", vectors=False)[1].tolist() == [5, 2]   # norms of z are always saved
     with pytest.raises(KeyError, match="no test embeddings"):
         embedding_of(with_pred, "test")
     with pytest.raises(ValueError, match="unknown embedding"):

@@ -188,7 +188,8 @@ class RunStore:
 EMBEDDINGS = ("projector", "loss")
 
 
-def embedding_of(arrays: dict[str, np.ndarray], split: str, which: str = "projector") -> tuple[np.ndarray, np.ndarray]:
+def embedding_of(arrays: dict[str, np.ndarray], split: str, which: str = "projector",
+                 vectors: bool = True) -> tuple[Optional[np.ndarray], np.ndarray]:
     """Vectors ``(N, d)`` and norms ``(N,)`` of one embedding of a split of :meth:`RunStore.embeddings`.
 
     Args:
@@ -196,6 +197,8 @@ def embedding_of(arrays: dict[str, np.ndarray], split: str, which: str = "projec
         split: ``train``, ``train_aug``, ``test`` or ``novel``.
         which: ``projector`` (projector output z) or ``loss`` (the embedding the loss normalises;
             the same as z for SimCLR).
+        vectors: False to get only the norms (then the vectors are None; the norms of both
+            embeddings are saved by every run).
 
     Raises:
         ValueError: unknown ``which``.
@@ -207,7 +210,9 @@ def embedding_of(arrays: dict[str, np.ndarray], split: str, which: str = "projec
     if f"{split}/emb" not in arrays:
         raise KeyError(f"the run saved no {split} embeddings")
     if which == "loss":
-        return arrays[f"{split}/emb"], arrays[f"{split}/emb_norm"]
+        return (arrays[f"{split}/emb"] if vectors else None), arrays[f"{split}/emb_norm"]
+    if not vectors:
+        return None, arrays[f"{split}/z_norm"]
     if f"{split}/z" in arrays:
         return arrays[f"{split}/z"], arrays[f"{split}/z_norm"]
     if np.array_equal(arrays[f"{split}/emb_norm"], arrays[f"{split}/z_norm"]):  # no predictor: emb is z
