@@ -111,15 +111,17 @@ def train_images(cfg) -> int:
     return n
 
 
-def estimate(spec: RunSpec) -> str:
-    """Rough cost of a run: pair-epochs, and minutes on the development CPU when known."""
+def estimate(spec: RunSpec) -> tuple[str, int, Optional[float]]:
+    """Rough cost of a run: a description, its view pairs (epochs x images), and minutes on the
+    2-core development CPU when a measured rate is known (None otherwise)."""
     c = spec.cfg
     n = train_images(c)
     pairs = n * c.train.epochs
     width = c.model.width if c.model.backbone == "resnet18_narrow" else 64
     rate = CPU_PAIRS_PER_SECOND.get((c.model.backbone, width, c.model.stem))
-    cpu = f", ~{pairs / rate / 60:.1f} min on the 2-core dev CPU" if rate and c.data.image_size <= 32 else ""
-    return f"{c.train.epochs} epochs x {n} images = {pairs:,} view pairs{cpu}"
+    minutes = pairs / rate / 60 if rate and c.data.image_size <= 32 else None
+    cpu = f", ~{minutes:.1f} min on the 2-core dev CPU" if minutes is not None else ""
+    return f"{c.train.epochs} epochs x {n} images = {pairs:,} view pairs{cpu}", pairs, minutes
 
 
 def _print_skipped(artifacts: list[Artifact], specs: dict[str, list[RunSpec]]) -> None:
@@ -217,8 +219,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         todo = {s.cfg.hash(): s for s in pending} | forced
         print(f"profile {args.profile}: {len(needed)} distinct runs needed by {len(artifacts)} artifacts; "
               f"{len(todo)} to train ({len(needed) - len(pending)} already finished in {store.root})")
-        for s in todo.values():
-            print(f"  {s.cfg.name:44s} {s.label:28s} {estimate(s)}")
+        costs = [estimate(s) for s in todo.values()]
+        for s, (text, _, _) in zip(todo.values(), costs):
+            print(f"  {s.cfg.name:44s} {s.label:28s} {text}")
+        if costs:
+            minutes = [m for _, _, m in costs if m is not None]
+            print(f"total: {sum(p for _, p, _ in costs):,} view pairs"
+                  + (f", ~{sum(minutes):.0f} min of training on the 2-core dev CPU" if len(minutes) == len(costs) else ""))
         return 0
 
     for h, s in forced.items():

@@ -69,7 +69,7 @@ def test_smoke_build_all_then_cached(tmp_path, data_dir):
         assert any(f.endswith(".png") for f in r.figures) or any(t.endswith(".csv") for t in r.tables), r.name
         for f in r.figures + r.tables:
             assert Path(f).exists(), f
-    statuses = {d.name: json.loads((d / "status.json").read_text())["status"] for d in (tmp_path / "runs").iterdir()}
+    statuses = {d.name: json.loads((d / "status.json").read_text())["state"] for d in (tmp_path / "runs").iterdir()}
     assert statuses and set(statuses.values()) == {"done"}, statuses  # every run trains (stand-ins included)
     report = (o / "REPORT.md").read_text()
     assert "## Summary: every claim of the paper" in report and "Profile:** `smoke`" in report
