@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import ConfigError, OptimConfig, RunConfig, parse_dotted
-from .data import DataError, RunData, SSLAugment, prepare_data
+from .data import DataError, RunData, SSLAugment, check_data_dir, prepare_data
 from .evaluate import embed, knn_accuracy, linear_probe, norm_summary
 from .io import atomic_path, sha256_file, write_json
 from .models import SSLModel
@@ -412,6 +412,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         cfg = RunConfig.load(args.method, args.profile, parse_dotted(args.set))
         resolve_device(args.device)
+        check_data_dir(args.data_dir, args.download or None)
         store = RunStore(args.runs)
         st = train(cfg, store, args.data_dir, args.download or None, args.device, progress=not args.no_progress)
     except (ConfigError, DataError) as exc:
