@@ -59,6 +59,8 @@ class Plan:
     profile: str
     data_dir: Optional[str] = None
     download: Optional[bool] = None
+    #: False (``status``): a missing CIFAR-10 skips its runs like any other missing dataset.
+    strict: bool = True
 
     def params(self, artifact: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
         """Scale parameters of ``artifact`` for this profile (``artifacts.<name>`` in the profile YAML)."""
@@ -91,7 +93,7 @@ class Plan:
                 continue
             if self.missing_data == "standin":
                 return RunSpec(label, cfg.replace({"data": {"standin": True}}))
-            if ds == "cifar10":
+            if ds == "cifar10" and self.strict:
                 raise DataError(f"profile {self.profile} needs CIFAR-10, which is not available here: {why}")
             return RunSpec(label, None, f"{ds} is not available here: {' '.join(why.split())}")
         return RunSpec(label, cfg)
@@ -198,6 +200,7 @@ class BuildContext:
     def __post_init__(self) -> None:
         self.result = ArtifactResult(self.artifact.name, self.artifact.paper_ref, self.artifact.title, self.plan.profile)
         self._used: dict[str, RunHandle] = {}
+        self._reported: set[str] = set()  # labels of runs whose absence a skip() already explains
 
     @property
     def profile(self) -> str:
@@ -240,8 +243,11 @@ class BuildContext:
         """Record a computed number in ``results/<name>.json``."""
         self.result.numbers[key] = value
 
-    def skip(self, part: str, reason: str) -> None:
-        """Record a part that was not built, and why."""
+    def skip(self, part: str, reason: str, run: Optional[str] = None) -> None:
+        """Record a part that was not built, and why; ``run`` is the label of the run whose
+        absence it explains (so that :meth:`finish` does not report that run again)."""
+        if run is not None:
+            self._reported.add(run)
         self.result.skipped.append({"part": part, "reason": reason})
 
     def note(self, text: str) -> None:
@@ -254,11 +260,10 @@ class BuildContext:
         when a run is missing. Diverged runs are results, not gaps."""
         self.result.seconds = seconds
         self.result.runs = [h.describe() for h in self._used.values()]
-        mentioned = " ".join(f"{s['part']} {s['reason']}" for s in self.result.skipped)
         for h in self._used.values():
             st = h.status
-            if st.state not in ("done", "diverged") and h.label not in mentioned:
-                self.skip(f"run {h.label}", f"{st.state}" + (f": {st.reason}" if st.reason else ""))
+            if st.state not in ("done", "diverged") and h.label not in self._reported:
+                self.skip(f"run {h.label}", f"{st.state}" + (f": {st.reason}" if st.reason else ""), run=h.label)
         if self.result.skipped and self.result.status == "built":
             self.result.status = "partial"
         return self.result

@@ -147,10 +147,10 @@ def build(ctx: BuildContext) -> None:
     skipped_panels: dict[tuple[str, str, str], str] = {}  # (panel, method, dataset) -> reason
     skip_seen: set[tuple[str, str]] = set()
 
-    def skip(part: str, reason: str) -> None:
+    def skip(part: str, reason: str, run: Optional[str] = None) -> None:
         if (part, reason) not in skip_seen:
             skip_seen.add((part, reason))
-            ctx.skip(part, reason)
+            ctx.skip(part, reason, run=run)
 
     for ds in p["datasets"]:
         for method in p["methods"]:
@@ -158,7 +158,7 @@ def build(ctx: BuildContext) -> None:
             if not h.usable:
                 st = h.status
                 skip(f"{METHOD_LABELS[method]} on {DATASET_LABELS[ds]}", f"run {h.label} {st.state}"
-                     + (f": {st.reason}" if st.reason else ""))
+                     + (f": {st.reason}" if st.reason else ""), run=h.label)
                 continue
             try:
                 emb = h.embeddings()

@@ -30,7 +30,7 @@ def build(ctx: BuildContext) -> None:
     for method in METHODS:
         run = ctx.run(f"{method}/imbalanced/p=0")
         if not run.usable:
-            ctx.skip(METHOD_LABELS[method], f"run {state_of(run)}: {run.status.reason or run.spec.skipped}")
+            ctx.skip(METHOD_LABELS[method], f"run {state_of(run)}: {run.status.reason or run.spec.skipped}", run=run.label)
             continue
         emb = run.embeddings()
         labels, norms = emb["train/labels"], emb["train/emb_norm"].astype(np.float64)

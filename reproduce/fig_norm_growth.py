@@ -42,7 +42,7 @@ def build(ctx: BuildContext) -> None:
             run = ctx.run(f"{method}/wd={wd:g}")
             m = run.metrics()
             if not len(m):
-                ctx.skip(f"{method} wd={wd:g}", f"run {state_of(run)}: {run.status.reason}")
+                ctx.skip(f"{method} wd={wd:g}", f"run {state_of(run)}: {run.status.reason}", run=run.label)
                 continue
             lab = f"wd={wd:g}" + ("" if run.usable else f" [{state_of(run)}]")
             ax_n.plot(m.epoch, m.emb_norm_mean, color=color, label=lab, lw=1.8)

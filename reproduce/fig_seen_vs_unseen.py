@@ -87,7 +87,8 @@ def build(ctx: BuildContext) -> None:
         h = ctx.run(_run_spec(ctx.plan, method, p).label)
         if not h.usable:
             st = h.status
-            ctx.skip(f"{METHOD_LABELS[method]} ({h.label})", f"run {st.state}" + (f": {st.reason}" if st.reason else ""))
+            ctx.skip(f"{METHOD_LABELS[method]} ({h.label})", f"run {st.state}" + (f": {st.reason}" if st.reason else ""),
+                     run=h.label)
             continue
         try:
             emb = h.embeddings()

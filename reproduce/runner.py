@@ -160,7 +160,7 @@ def _plan(artifacts: list[Artifact], plan: Plan) -> dict[str, list[RunSpec]]:
         if a.check is not None:
             try:
                 a.check(plan)
-            except ValueError as exc:  # ConfigError is a ValueError and already names its source
+            except (ValueError, TypeError) as exc:  # ConfigError is a ValueError and names its source
                 if isinstance(exc, ConfigError):
                     raise
                 raise ConfigError(f"profile {plan.profile}: artifacts.{a.name}: {exc} "
@@ -188,7 +188,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         data_dir = str(root) if root else None
         if not status_only and not args.dry_run:
             resolve_device(args.device)
-        plan = Plan(args.profile, data_dir, True if args.download else None)
+        plan = Plan(args.profile, data_dir, True if args.download else None, strict=not status_only)
         specs = _plan(artifacts, plan)
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -299,10 +299,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                   order=list(registry), runs_summary=_read_json(out.results / "_runs.json"))
     print(f"done in {time.time() - t_start:.0f} s: figures in {out.figures}, tables in {out.tables}, "
           f"results in {out.results}, report {out.report}")
-    failed_runs = [s.cfg.name for s in needed.values() if store.status(s.cfg).state == "failed"]
+    failed_runs = [s.cfg.name for s in needed.values() if not store.status(s.cfg).finished]
     if failed_runs:
-        print(f"error: {len(failed_runs)} run(s) failed: {', '.join(failed_runs[:3])}{', ...' if len(failed_runs) > 3 else ''} "
-              f"(logs above and in `python -m reproduce status`; the next call retries them)", file=sys.stderr)
+        print(f"error: {len(failed_runs)} run(s) did not finish: {', '.join(failed_runs[:3])}"
+              f"{', ...' if len(failed_runs) > 3 else ''} (logs above and in `python -m reproduce status`; the next "
+              f"call retries them)", file=sys.stderr)
     if failed_artifacts:
         print(f"error: {len(failed_artifacts)} artifact(s) failed to build: {', '.join(failed_artifacts)} "
               f"(traceback in {out.report})", file=sys.stderr)

@@ -41,7 +41,7 @@ def build(ctx: BuildContext) -> None:
             ref_label = f"{method if ds == 'cifar10' else f'{method}/{ds}'}/c=1"
             ref = ctx.run(ref_label)
             if ref.cfg is None:
-                ctx.skip(f"{METHOD_LABELS[method]} on {ds}", ref.spec.skipped)
+                ctx.skip(f"{METHOD_LABELS[method]} on {ds}", ref.spec.skipped, run=ref.label)
                 continue
             ref_curve = knn_curve(ref)
             target = p["target_fraction"] * float(ref_curve.iloc[-1]) if len(ref_curve) else None

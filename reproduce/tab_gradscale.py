@@ -44,7 +44,7 @@ def build(ctx: BuildContext) -> None:
     for (ds, m, imb, pw), spec in specs.items():
         run = ctx.run(spec.label)
         if run.cfg is None:
-            ctx.skip(spec.label, spec.skipped)
+            ctx.skip(spec.label, spec.skipped, run=spec.label)
             continue
         curve = knn_curve(run)
         row = {"dataset": ds + (" (stand-in)" if run.cfg.data.standin else ""), "data": "imbalanced" if imb else "balanced",

@@ -97,6 +97,28 @@ def test_fig4_standin_knn_trend_follows_fabricated_norms(tmp_path, sign, monkeyp
     assert data["numbers"]["train_view_shown"] == "augmented"
 
 
+def test_fig4_uses_the_projector_embedding_not_the_predictor_output(tmp_path, monkeypatch):
+    """SimSiam store where the projector norms rise with clarity but the predictor output p (same
+    directions) has the reciprocal norms: the default (PAPER.md) must see the rise."""
+    monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
+    plan = Plan("smoke", data_dir=None)
+    store = RunStore(tmp_path / "runs")
+    rng = np.random.default_rng(1)
+    for s in FIG4.runs(plan):
+        splits = _knn_splits(rng, 600, +1.0)
+        if s.label == "simsiam":
+            for f in splits.values():
+                z = f["z"].astype(np.float32)
+                p = z / (np.linalg.norm(z, axis=1, keepdims=True) ** 2)      # norm 1/|z|: reversed trend
+                f["emb"] = p.astype(np.float16)
+                f["emb_norm"] = np.linalg.norm(f["emb"].astype(np.float32), axis=1).astype(np.float32)
+        _fabricate(store, s.cfg, splits)
+    res = timed_build(FIG4, plan, store, OutputDirs(tmp_path / "out"))
+    assert res.error == "", res.error
+    siam = [c for c in _checks(res, "norm-knn") if c.test.startswith("SimSiam")]
+    assert len(siam) == 2 and all(c.holds is True and c.value > 0.5 for c in siam), [(c.test, c.value) for c in siam]
+
+
 def test_fig4_human_panels_on_real_labels(tmp_path, data_dir):
     plan = Plan("smoke", data_dir=str(data_dir))
     store = RunStore(tmp_path / "runs")
@@ -241,7 +263,7 @@ def test_embedding_of_picks_projector_or_loss_embedding():
     assert v is z and n.tolist() == [5, 2]
     old = {"train/emb": p, "train/emb_norm": np.array([1, 1], np.float32),
            "train/z_norm": np.array([5, 2], np.float32)}      # predictor run saved without z vectors
-    with pytest.raises(KeyError, match="--force"):
+    with pytest.raises(KeyError, match="retrains it"):
         embedding_of(old, "train")
     assert embedding_of(old, "train", vectors=False)[1].tolist() == [5, 2]   # norms of z are always saved
     with pytest.raises(KeyError, match="no test embeddings"):

@@ -224,9 +224,9 @@ def test_nan_loss_marks_run_diverged(tmp_path):
     assert len(store.metrics(cfg)) >= 1  # what was recorded before stays readable
 
 
-def test_too_small_training_set_is_rejected_before_training(tmp_path):
-    from embedding_norms.config import ConfigError
-
-    cfg = tiny(optim={"batch_size": 512})
-    with pytest.raises(ConfigError, match="batch"):
-        train(cfg, RunStore(tmp_path / "runs"), progress=False)
+def test_too_small_training_set_fails_the_run_before_training(tmp_path):
+    cfg = tiny(optim={"batch_size": 128}, data={"imbalance": "exponential"})  # 256 -> ~70 images after imbalance
+    store = RunStore(tmp_path / "runs")
+    st = train(cfg, store, progress=False)
+    assert st.state == "failed" and "ConfigError" in st.reason and "optim.batch_size" in st.reason
+    assert store.metrics(cfg).empty  # nothing was trained

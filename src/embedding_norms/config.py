@@ -440,7 +440,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, str) and _EXP_FLOAT.fullmatch(value.strip()):
-            return float(value)  # PyYAML (YAML 1.1) reads "1e-6" as a string
+            value = float(value)  # PyYAML (YAML 1.1) reads "1e-6" as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: {key} must be a number, got {value!r} ({type(value).__name__})")
         if not math.isfinite(value):
@@ -486,6 +486,9 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         need(cfg.method.loss == "negative_cosine", "method.loss", f"must be negative_cosine for {cfg.method.name}")
         need(m.predictor_hidden_dim is not None, "model.predictor_hidden_dim", f"is required for {cfg.method.name}")
     need(d.train_size is None or d.train_size >= 10, "data.train_size", f"must be >= 10 or null, got {d.train_size}")
+    need(d.train_size is None or d.train_size >= o.batch_size * o.accumulation_steps, "data.train_size",
+         f"is {d.train_size}, fewer images than one optimizer step of optim.batch_size x optim.accumulation_steps "
+         f"= {o.batch_size * o.accumulation_steps}; lower the batch size or enlarge data.train_size")
     need(d.test_size is None or d.test_size >= 10, "data.test_size", f"must be >= 10 or null, got {d.test_size}")
     need(d.image_size >= 8, "data.image_size", f"must be >= 8 pixels, got {d.image_size}")
     need(d.jitter_strength >= 0, "data.jitter_strength", f"must be >= 0, got {d.jitter_strength}")

@@ -160,7 +160,7 @@ def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", job
                                                  None, progress)
         else:
             threads = max(1, (os.cpu_count() or 1) // jobs)
-            pool = ProcessPoolExecutor(max_workers=jobs)
+            pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_signals)
             try:
                 futs = {pool.submit(_train_one, c.to_dict(), str(store.root), data_dir, download, device, threads,
                                     False): c for c in todo}
@@ -175,6 +175,11 @@ def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", job
                 _stop_workers(pool)
                 raise
             pool.shutdown(wait=True)
+            for c in todo:  # a worker that died (e.g. killed for memory) leaves its run unfinished
+                st = store.status(c)
+                if results.get(c.hash()) is not None and results[c.hash()].state == "failed" \
+                        and st.state != "failed" and not st.locked:
+                    store.set_status(c, "failed", results[c.hash()].reason, log=results[c.hash()].log)
     elif launcher == "slurm":
         results.update(_execute_slurm(todo, store, data_dir, download, device, slurm or SlurmOptions(), progress))
     else:
@@ -190,8 +195,18 @@ def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", job
     return list(results.values())
 
 
+def _worker_signals() -> None:
+    """Initializer of local worker processes: SIGTERM kills the worker at once (default action,
+    not the runner's handler inherited through fork, which would let the pool's worker loop go on
+    to the next queued run) and Ctrl-C is left to the parent, which stops the workers."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Cancel queued runs and terminate the worker processes of ``pool``.
+    """Cancel queued runs and terminate the worker processes of ``pool`` (SIGKILL after 10 s).
 
     A terminated worker leaves its run ``running`` with a free lock, which the store reports as
     interrupted; the next call resumes it from its newest checkpoint. Python 3.11's executor has
@@ -203,7 +218,10 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         if p.is_alive():
             p.terminate()
     for p in procs:
-        p.join(timeout=30)
+        p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
 
 
 def slurm_available() -> tuple[bool, str]:

@@ -215,10 +215,11 @@ def embedding_of(arrays: dict[str, np.ndarray], split: str, which: str = "projec
         return None, arrays[f"{split}/z_norm"]
     if f"{split}/z" in arrays:
         return arrays[f"{split}/z"], arrays[f"{split}/z_norm"]
-    if np.array_equal(arrays[f"{split}/emb_norm"], arrays[f"{split}/z_norm"]):  # no predictor: emb is z
+    if np.array_equal(arrays[f"{split}/emb_norm"], arrays[f"{split}/z_norm"], equal_nan=True):  # no predictor
         return arrays[f"{split}/emb"], arrays[f"{split}/z_norm"]
-    raise KeyError(f"the run saved no projector vectors for {split} (saved before they were); retrain it with "
-                   f"`python -m reproduce ARTIFACT --force ARTIFACT` or use the 'loss' embedding")
+    raise KeyError(f"the run saved no projector vectors for {split} (it was trained before they were saved); "
+                   f"move its folder (see `python -m reproduce status`) out of the run store so that the next call "
+                   f"retrains it (deterministic: same numbers), or use `embedding: loss`")
 
 
 def load_config(run_dir: str | os.PathLike) -> RunConfig:

@@ -260,11 +260,13 @@ def train(cfg: RunConfig, store: Optional[RunStore] = None, data_dir: Optional[s
         extra_status: fields recorded in ``status.json`` (e.g. ``slurm_job_id``).
 
     Returns:
-        the final status (``done``, ``diverged`` or ``failed``).
+        the final status (``done``, ``diverged`` or ``failed``). Errors found only once the data
+        are loaded (e.g. fewer training images than one optimizer step, a missing or corrupt data
+        file) and any crash mark the run ``failed`` with the reason and the log; the next call
+        retries it.
 
     Raises:
         RunLocked: another process is training this run.
-        ConfigError, DataError: invalid config or data, raised before any training step.
         KeyboardInterrupt: re-raised after marking the run as interrupted (it resumes later).
     """
     store = store or RunStore()
@@ -279,9 +281,6 @@ def train(cfg: RunConfig, store: Optional[RunStore] = None, data_dir: Optional[s
                                  extra_status or {})
         except (KeyboardInterrupt, SystemExit):
             store.set_status(cfg, "running", "interrupted", **(extra_status or {}))  # lock is released next
-            raise
-        except (ConfigError,) as exc:
-            store.set_status(cfg, "failed", f"{type(exc).__name__}: {exc}", log=str(run_dir / "train.log"))
             raise
         except Exception as exc:  # noqa: BLE001 - recorded in status and log, then reported
             log.error("run failed:\n%s", traceback.format_exc())
