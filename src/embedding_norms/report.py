@@ -131,7 +131,9 @@ def environment() -> dict[str, str]:
         except (OSError, subprocess.SubprocessError):
             return "unknown"
 
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    # changes to the code and configs only: the outputs this very call rewrites do not count
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures",
+                ":(exclude)tables", ":(exclude)results", ":(exclude)REPORT.md", ":(exclude)outputs")
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -142,7 +144,7 @@ def environment() -> dict[str, str]:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {
-        "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + (" (with uncommitted changes)" if dirty else ""),
+        "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + (" (with uncommitted changes to the code)" if dirty else ""),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "host": platform.node(),
         "cpu": f"{cpu}, {os.cpu_count()} cores",
