@@ -225,12 +225,23 @@ class BuildContext:
     def save_figure(self, fig, suffix: str = "") -> None:
         """Save as ``figures/<name><suffix>.{png,pdf}``."""
         paths = save_figure(fig, self.out.figures / f"{self.artifact.name}{suffix}")
-        self.result.figures += [str(p) for p in paths]
+        self.result.figures += [self._relative(p) for p in paths]
 
     def save_table(self, frame: pd.DataFrame, suffix: str = "") -> None:
         """Save as ``tables/<name><suffix>.{csv,md,tex}``."""
         paths = save_table(frame, self.out.tables / f"{self.artifact.name}{suffix}")
-        self.result.tables += [str(p) for p in paths]
+        self.result.tables += [self._relative(p) for p in paths]
+
+    def add_table_file(self, path: Path) -> None:
+        """Record a table file the artifact wrote itself (atomically) under ``tables/``."""
+        self.result.tables.append(self._relative(path))
+
+    def _relative(self, path: Path) -> str:
+        """``path`` relative to the output root (so result files do not name this machine's folders)."""
+        try:
+            return Path(path).resolve().relative_to(self.out.root.resolve()).as_posix()
+        except ValueError:
+            return str(path)
 
     def check(self, claim: str, test: str, statistic: str, value: Optional[float], threshold: str,
               holds: Optional[bool], detail: str = "") -> ClaimCheck:

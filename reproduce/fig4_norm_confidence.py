@@ -233,7 +233,7 @@ def build(ctx: BuildContext) -> None:
     buckets = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
     path = ctx.out.tables / f"{NAME}_buckets.csv"
     write_frame(path, buckets)
-    ctx.result.tables.append(str(path))
+    ctx.add_table_file(path)
 
     # ---- trends and claim checks
     summary = []

@@ -97,7 +97,7 @@ def build(ctx: BuildContext) -> None:
     path = ctx.out.tables / f"{ctx.artifact.name}_points.csv"
     with atomic_path(path) as tmp:
         points.to_csv(tmp, index=False)
-    ctx.result.tables.append(str(path))
+    ctx.add_table_file(path)
 
     # ---------------------------------------------------------------- numbers and checks
     ctx.number("k", k)

@@ -16,6 +16,7 @@ Outputs of the ``quick`` profile go into the repository (they are committed); ``
 from __future__ import annotations
 
 import argparse
+import difflib
 import shutil
 import signal
 import sys
@@ -86,15 +87,20 @@ def select(targets: list[str], registry: dict[str, Artifact]) -> list[Artifact]:
     """The artifacts named by ``targets`` ('all' = every registered artifact).
 
     Raises:
-        SystemExit: an unknown name (the message lists the valid ones).
+        ConfigError: an unknown name (the message suggests the closest names and lists the valid ones).
     """
     if not targets or "all" in targets:
         return list(registry.values())
-    unknown = [t for t in targets if t not in registry]
-    if unknown:
-        raise SystemExit(f"error: unknown artifact(s) {', '.join(unknown)}; choose from: all, status, "
-                         f"{', '.join(registry)}")
+    for t in targets:
+        if t not in registry:
+            raise ConfigError(_unknown_artifact(t, registry))
     return [registry[t] for t in targets]
+
+
+def _unknown_artifact(name: str, registry: dict[str, Artifact]) -> str:
+    close = difflib.get_close_matches(name, list(registry), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown artifact {name!r}{hint}; choose from: all, status, {', '.join(registry)}"
 
 
 def train_images(cfg) -> int:
@@ -175,10 +181,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     t_start = time.time()
     registry = load_artifacts()
     status_only = "status" in args.targets
-    artifacts = select([t for t in args.targets if t != "status"] or ["all"], registry)
-    for f in args.force:
-        if f not in registry:
-            raise SystemExit(f"error: --force {f}: unknown artifact; choose from {', '.join(registry)}")
+    try:
+        artifacts = select([t for t in args.targets if t != "status"] or ["all"], registry)
+        for f in args.force:
+            if f not in registry:
+                raise ConfigError(f"--force: {_unknown_artifact(f, registry)}")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     store = RunStore(args.runs)
     out = OutputDirs.for_profile(args.profile, args.out)
 

@@ -87,6 +87,11 @@ def build(ctx: BuildContext) -> None:
                                   "kNN(p) - kNN(0) [points]", diff, "< 0 or diverged", diff < 0,
                                   f"p=0: {b.get(e):.1f}%, p={pw:g}: {cur.get(e):.1f}%{confound}")
     ctx.number("rows", rows)
+    ctx.note(f"Read the verdicts with care: the p > 0 runs use the released GradScale example's optimiser settings "
+             f"(lr {p['lr']:g}, warm-up {p['warmup_fraction']:.3g} of the cosine horizon) while p = 0 is each method's "
+             f"base run (released defaults), so a difference mixes the effect of p with that of the learning rate "
+             f"(peak lr differs by the squared-lr quirk too; per-run settings below). Set "
+             f"`artifacts.tab_gradscale.lr` to the base lr to compare p alone.")
     for (ds, m, imb, pw), (run, _) in final.items():
         if imb or ds != p["datasets"][0]:
             continue

@@ -39,7 +39,7 @@ def build(artifact, plan, store, tmp_path):
     res = timed_build(artifact, plan, store, OutputDirs(tmp_path / "out"))
     assert res.status == "built", (res.error, res.skipped)
     for f in res.figures + res.tables:
-        assert Path(f).exists()
+        assert (tmp_path / "out" / f).exists(), f
     return res
 
 

@@ -155,9 +155,13 @@ def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", job
     data_dir = str(Path(data_dir).resolve()) if data_dir else None
     if launcher == "local":
         if jobs <= 1:
-            for cfg in tqdm(todo, desc="runs", disable=not progress, dynamic_ncols=True):
-                results[cfg.hash()] = _train_one(cfg.to_dict(), str(store.root), data_dir, download, device,
-                                                 None, progress)
+            for i, cfg in enumerate(tqdm(todo, desc="runs", disable=not progress, dynamic_ncols=True)):
+                if not progress:  # plain log lines instead of progress bars
+                    print(f"[{i + 1}/{len(todo)}] training {cfg.name}", flush=True)
+                results[cfg.hash()] = r = _train_one(cfg.to_dict(), str(store.root), data_dir, download, device,
+                                                     None, progress)
+                if not progress:
+                    print(f"[{i + 1}/{len(todo)}] {cfg.name}: {r.state} {r.reason}", flush=True)
         else:
             threads = max(1, (os.cpu_count() or 1) // jobs)
             pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_signals)

@@ -69,7 +69,7 @@ class ArtifactResult:
     runs: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    figures: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)   # paths relative to the output root
     tables: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str = ""
@@ -230,12 +230,12 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
                   f"Reproduces: **{r.paper_ref}**. Status: **{r.status}**. Build time {r.seconds:.0f} s.", ""]
         if r.error:
             lines += ["**Error while building:**", "", "```", r.error.strip()[-2000:], "```", ""]
-        for fig in r.figures:
+        for fig in r.figures:  # paths are relative to the output root (absolute in older result files)
             if fig.endswith(".png"):
-                lines += [f"![{r.name}]({_rel(fig, base)})", ""]
+                lines += [f"![{r.name}]({_rel(str(base / fig), base)})", ""]
         for tab in r.tables:
-            if tab.endswith(".md") and Path(tab).exists():
-                lines += [f"Table `{_rel(tab, base)}`:", "", Path(tab).read_text().strip(), ""]
+            if tab.endswith(".md") and (base / tab).exists():
+                lines += [f"Table `{_rel(str(base / tab), base)}`:", "", (base / tab).read_text().strip(), ""]
         if r.checks:
             lines += ["| claim | test | statistic | value | threshold | holds |", "|---|---|---|---|---|---|"]
             for c in r.checks:
