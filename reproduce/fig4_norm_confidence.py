@@ -152,6 +152,14 @@ def build(ctx: BuildContext) -> None:
             skip_seen.add((part, reason))
             ctx.skip(part, reason, run=run)
 
+    def skip_panel(panel: str, method: str, ds: str, part: str, reason: str, short: Optional[str] = None) -> None:
+        """A human-label panel not drawn for (method, ds): noted in the figure (``short``) and REPORT.md."""
+        skipped_panels[(panel, method, ds)] = short or reason
+        skip(part, reason)
+
+    STANDIN = ("run trained on generated stand-in images",
+               "the run was trained on generated stand-in images (data not available), so human labels do not apply")
+
     for ds in p["datasets"]:
         for method in p["methods"]:
             h = ctx.run(_label(method, ds))
@@ -186,22 +194,18 @@ def build(ctx: BuildContext) -> None:
                 kind, key = TRAIN_HUMAN[ds]
                 part = f"middle panel ({kind}) for {h.label}"
                 if standin:
-                    skipped_panels[("agreement", method, ds)] = "run trained on generated stand-in images"
-                    skip(part, "the run was trained on generated stand-in images (data not available), "
-                               "so human labels do not apply")
+                    skip_panel("agreement", method, ds, part, STANDIN[1], STANDIN[0])
                     continue
                 data, why = human.get(kind)
                 if data is None:
-                    skipped_panels[("agreement", method, ds)] = why
-                    skip(f"middle panel ({kind})", why)
+                    skip_panel("agreement", method, ds, f"middle panel ({kind})", why)
                     continue
                 try:
                     hl = align_human_labels(data[key], emb[f"{split}/indices"], labels,
                                             f"{kind} {key} ({EXPECTED[kind]})", min_agreement=0.3,
                                             reference=data["clean_label"])
                 except HumanLabelError as exc:
-                    skipped_panels[("agreement", method, ds)] = str(exc)
-                    skip(part, str(exc))
+                    skip_panel("agreement", method, ds, part, str(exc))
                     continue
                 t = bucket_statistics(norms, {"value": 100.0 * (hl == labels)}, nb, int(p["min_count_human"]))
                 frames.append(_rows(t, view=view, dataset=ds, method=method, panel="agreement"))
@@ -209,23 +213,19 @@ def build(ctx: BuildContext) -> None:
                 continue
             part = f"right panel (CIFAR-10H) for {h.label}"
             if standin:
-                skipped_panels[("entropy", method, ds)] = "run trained on generated stand-in images"
-                skip(part, "the run was trained on generated stand-in images (data not available), "
-                           "so human labels do not apply")
+                skip_panel("entropy", method, ds, part, STANDIN[1], STANDIN[0])
                 continue
             probs, why = human.get("cifar10h")
             if probs is None:
-                skipped_panels[("entropy", method, ds)] = why
-                skip("right panel (cifar10h)", why)
+                skip_panel("entropy", method, ds, "right panel (cifar10h)", why)
                 continue
             try:
                 ph = align_human_labels(probs, emb["test/indices"], emb["test/labels"],
                                         f"cifar10h ({EXPECTED['cifar10h']})", min_agreement=0.95)
-                t = bucket_statistics(embedding_of(emb, "test", p["embedding"], vectors=False)[1], {"value": human_label_entropy(ph)}, nb,
-                                      int(p["min_count_human"]))
+                test_norms = embedding_of(emb, "test", p["embedding"], vectors=False)[1]
+                t = bucket_statistics(test_norms, {"value": human_label_entropy(ph)}, nb, int(p["min_count_human"]))
             except (HumanLabelError, ValueError) as exc:
-                skipped_panels[("entropy", method, ds)] = str(exc)
-                skip(part, str(exc))
+                skip_panel("entropy", method, ds, part, str(exc))
                 continue
             frames.append(_rows(t, view="test", dataset=ds, method=method, panel="entropy"))
 

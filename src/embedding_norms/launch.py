@@ -172,18 +172,15 @@ def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", job
                     c = futs[fut]
                     try:
                         results[c.hash()] = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - reported per run
-                        results[c.hash()] = LaunchResult(c.name, "failed", f"{type(exc).__name__}: {exc}",
-                                                         str(store.path(c) / "train.log"))
+                    except Exception as exc:  # noqa: BLE001 - the worker died (e.g. killed for memory)
+                        results[c.hash()] = r = LaunchResult(c.name, "failed", f"{type(exc).__name__}: {exc}",
+                                                             str(store.path(c) / "train.log"))
+                        if not store.status(c).locked:  # record it, so the run is retried, not left pending
+                            store.set_status(c, "failed", r.reason, log=r.log)
             except BaseException:  # interrupted (SIGTERM/Ctrl-C): start no new run, stop the running ones
                 _stop_workers(pool)
                 raise
             pool.shutdown(wait=True)
-            for c in todo:  # a worker that died (e.g. killed for memory) leaves its run unfinished
-                st = store.status(c)
-                if results.get(c.hash()) is not None and results[c.hash()].state == "failed" \
-                        and st.state != "failed" and not st.locked:
-                    store.set_status(c, "failed", results[c.hash()].reason, log=results[c.hash()].log)
     elif launcher == "slurm":
         results.update(_execute_slurm(todo, store, data_dir, download, device, slurm or SlurmOptions(), progress))
     else:
