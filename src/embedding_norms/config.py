@@ -70,6 +70,11 @@ class DataConfig:
         standin: replace the images by a generated stand-in with the same number of
             classes and image size (wiring tests of datasets that are not available).
         jitter_strength: colour-jitter strength ``s`` (0.5 on CIFAR, 1 otherwise).
+        source: where the images come from (``npz`` offline JPEG copy, ``torchvision`` pickles,
+            ``folder``, ``download``, ``standin``), set at planning time by
+            :func:`~embedding_norms.data.sources.resolve_data_source`; part of the run's identity
+            (JPEG and pickles are different images); training refuses a run whose source is not
+            the one found. ``None`` = not recorded (left out of the hash, as before the field).
     """
 
     dataset: Literal["cifar10", "cifar100", "imagenet100", "flowers102", "stanford_cars"] = "cifar10"
@@ -80,6 +85,7 @@ class DataConfig:
     image_size: int = 32
     standin: bool = False
     jitter_strength: float = 0.5
+    source: Optional[Literal["npz", "torchvision", "folder", "download", "standin"]] = None
 
 
 @dataclass(frozen=True)
@@ -241,7 +247,10 @@ class RunConfig:
 
     def hash(self) -> str:
         """Stable 10-hex-digit SHA-256 of the canonical JSON of the full config (seed included)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        d = self.to_dict()
+        if d["data"]["source"] is None:  # unrecorded source: the hash of configs from before the field
+            del d["data"]["source"]
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     @property

@@ -4,11 +4,13 @@
 
     runs/<method>-<dataset>[-imb][-holdout]-<hash>/
         config.yaml        the full RunConfig (the run is reproducible from it alone)
-        status.json        state: pending | running | done | diverged | failed, reason, epoch, job ids
-        metrics.csv        one row per epoch: loss, lr, norm statistics, kNN accuracy
+        status.json        state: pending | running | done | collapsed | diverged | failed, reason, epoch,
+                           job ids, health verdict (see :mod:`embedding_norms.health`)
+        provenance.json    code fingerprint, git commit, data source (:mod:`embedding_norms.provenance`)
+        metrics.csv        one row per epoch: loss, lr, norm statistics, kNN accuracy, health columns
         class_norms.csv    per-epoch, per-class mean norms (probe set)
         checkpoints/       epoch_0001.pt, epoch_0002.pt, epoch_0004.pt, ..., latest.pt (+ .sha256)
-        embeddings/        epoch_0016.npz ... (train, train_aug, test, novel splits)
+        embeddings/        epoch_0016.npz (+ .npz.sha256) ... (train, train_aug, test, novel splits)
         linear_probe.json  linear-probe accuracy (when configured)
         train.log          log of the training process
 
@@ -33,9 +35,10 @@ import pandas as pd
 import yaml
 
 from .config import ConfigError, RunConfig, from_dict
+from .integrity import DamagedRunError, Problem, load_npz, read_table, retrain_fix, verify_run  # noqa: F401
 from .io import atomic_path, write_json, write_text
 
-STATES = ("pending", "running", "done", "diverged", "failed")
+STATES = ("pending", "running", "done", "collapsed", "diverged", "failed")
 DEFAULT_ROOT_ENV = "EMBEDDING_NORMS_RUNS"
 
 
@@ -56,16 +59,19 @@ class RunStatus:
     slurm_job_id: Optional[str] = None
     log: Optional[str] = None
     train_seconds: Optional[float] = None
+    health: Optional[dict] = None
     locked: bool = False
 
     @property
     def finished(self) -> bool:
-        """True for final outcomes: ``done`` and ``diverged`` (deterministic given the config).
+        """True for final outcomes: ``done``, ``collapsed`` and ``diverged`` (deterministic given the
+        config). ``health`` holds the verdict of a collapsed/diverged run: ``measure``, ``value``,
+        ``threshold``, ``epoch`` (:class:`embedding_norms.health.Verdict`).
 
         A ``failed`` run (an error of the environment: data, device, memory, a crash) is not
         finished: the next call retries it, resuming from its newest checkpoint.
         """
-        return self.state in ("done", "diverged")
+        return self.state in ("done", "collapsed", "diverged")
 
 
 class RunStore:
@@ -146,14 +152,35 @@ class RunStore:
 
     # -------------------------------------------------------------- results
     def metrics(self, cfg: RunConfig) -> pd.DataFrame:
-        """Per-epoch metrics (empty frame if none yet)."""
-        f = self.path(cfg) / "metrics.csv"
-        return pd.read_csv(f) if f.exists() else pd.DataFrame()
+        """Per-epoch metrics (empty frame if none yet).
+
+        Raises:
+            DamagedRunError: ``metrics.csv`` is not a readable CSV (names the file and the fix).
+        """
+        return read_table(self.path(cfg) / "metrics.csv", retrain_fix(self.path(cfg)))
 
     def class_norms(self, cfg: RunConfig) -> pd.DataFrame:
-        """Per-epoch, per-class norm statistics of the probe set (empty frame if none)."""
-        f = self.path(cfg) / "class_norms.csv"
-        return pd.read_csv(f) if f.exists() else pd.DataFrame()
+        """Per-epoch, per-class norm statistics of the probe set (empty frame if none).
+
+        Raises:
+            DamagedRunError: ``class_norms.csv`` is not a readable CSV.
+        """
+        return read_table(self.path(cfg) / "class_norms.csv", retrain_fix(self.path(cfg)))
+
+    def verify(self, cfg: RunConfig) -> list[Problem]:
+        """Problems of the run's files (empty: intact); see :func:`embedding_norms.integrity.verify_run`.
+        Each :class:`~embedding_norms.integrity.Problem` names the file, the reason and the fix."""
+        d = self.path(cfg)
+        if not d.exists():
+            return []
+        return verify_run(d, cfg, self.status(cfg).state)
+
+    def stale(self, cfg: RunConfig) -> bool:
+        """Whether the run was trained by other training code than this process runs
+        (:func:`embedding_norms.provenance.is_stale`)."""
+        from .provenance import is_stale
+
+        return is_stale(self.path(cfg))
 
     def embeddings(self, cfg: RunConfig, epoch: Optional[int] = None) -> dict[str, np.ndarray]:
         """Saved embeddings at ``epoch`` (default: the last saved epoch).
@@ -167,6 +194,8 @@ class RunStore:
 
         Raises:
             FileNotFoundError: no embeddings saved (at that epoch).
+            DamagedRunError: the file does not match the checksum recorded when it was saved, or is
+                unreadable (names the file and the fix).
         """
         d = self.path(cfg) / "embeddings"
         files = sorted(d.glob("epoch_*.npz")) if d.exists() else []
@@ -174,8 +203,7 @@ class RunStore:
             files = [f for f in files if f.name == f"epoch_{epoch:04d}.npz"]
         if not files:
             raise FileNotFoundError(f"no embeddings{'' if epoch is None else f' at epoch {epoch}'} in {d}")
-        with np.load(files[-1], allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        return load_npz(files[-1], retrain_fix(self.path(cfg)))
 
     def linear_probe(self, cfg: RunConfig) -> Optional[dict[str, Any]]:
         """Linear-probe result dict, or None."""

@@ -28,8 +28,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import ConfigError, OptimConfig, RunConfig, parse_dotted
+from . import provenance
 from .data import DataError, RunData, SSLAugment, check_data_dir, prepare_data
+from .data.sources import data_source
 from .evaluate import embed, knn_accuracy, linear_probe, norm_summary
+from .health import Verdict, collapse, divergence, health_columns
+from .integrity import DamagedRunError, float16_or_32, metrics_gaps, save_npz_checked
 from .io import atomic_path, sha256_file, write_json
 from .models import SSLModel
 from .runs import RunLock, RunStatus, RunStore, write_frame
@@ -129,14 +133,62 @@ def _checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
     return ([latest] if latest.exists() else []) + files
 
 
+def _resume(cfg: RunConfig, store: RunStore, ckpt_dir: Path, model: SSLModel,
+            opt: torch.optim.Optimizer) -> tuple[int, int, float, list[dict], list[dict], list[str]]:
+    """Load the newest checkpoint that belongs to this run and to this training code, and whose
+    epochs are all in ``metrics.csv`` / ``class_norms.csv`` (with kNN at every evaluation epoch).
+
+    Rejected (an older checkpoint is tried; with none left the run starts from scratch): a corrupt
+    file, a checkpoint of another run (its ``config_hash``), one written by other training code
+    (its ``code_fingerprint``: resuming is never done across code), one ahead of the metrics.
+
+    Returns:
+        (start epoch, global step, seconds trained before, metrics rows, class-norm rows, notes).
+    """
+    notes: list[str] = []
+    try:
+        old, oldc = store.metrics(cfg), store.class_norms(cfg)
+    except DamagedRunError as exc:
+        notes.append(f"metrics unreadable ({exc.reason}): retraining from scratch")
+        log.warning(notes[-1])
+        return 0, 0, 0.0, [], [], notes
+    for cand in _checkpoint_candidates(ckpt_dir):
+        try:
+            state = load_checkpoint(cand)
+        except ValueError as exc:
+            notes.append(f"skipped corrupt checkpoint {cand.name}: {exc}")
+            log.warning("%s; trying an older checkpoint", exc)
+            continue
+        epoch = int(state["epoch"])
+        why = None
+        if state.get("config_hash") != cfg.hash():
+            why = f"belongs to another run (config hash {state.get('config_hash')}, this run {cfg.hash()})"
+        elif state.get("code_fingerprint") != provenance.code_fingerprint():
+            why = "was written by other training code (stale; never resumed across code)"
+        elif len(old) == 0 or metrics_gaps(old, cfg, epoch) or set(range(epoch + 1)) - set(oldc.get("epoch", [])):
+            why = f"is ahead of metrics.csv/class_norms.csv ({metrics_gaps(old, cfg, epoch) if len(old) else 'empty'})"
+        if why:
+            notes.append(f"skipped checkpoint {cand.name} (epoch {epoch}): it {why}")
+            log.warning(notes[-1])
+            continue
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        log.info("resumed from %s (epoch %d)", cand.name, epoch)
+        return (epoch, state["global_step"], float(state.get("train_seconds", 0.0)),
+                old[old.epoch <= epoch].to_dict("records"), oldc[oldc.epoch <= epoch].to_dict("records"), notes)
+    return 0, 0, 0.0, [], [], notes
+
+
 # --------------------------------------------------------------------------- records
-def _norm_records(model: SSLModel, data: RunData, device: torch.device, epoch: int) -> tuple[dict, list[dict]]:
+def _norm_records(model: SSLModel, data: RunData, device: torch.device, epoch: int,
+                  knn: float = float("nan")) -> tuple[dict, list[dict]]:
     out = embed(model, data.probe.images, device)
     row: dict[str, Any] = {}
     norms = {"emb": out["emb"].norm(dim=1), "z": out["z"].norm(dim=1), "h": out["h"].norm(dim=1)}
     for key, n in norms.items():
         for stat, v in norm_summary(n).items():
             row[f"{key}_norm_{stat}"] = v
+    row.update(health_columns(out, model.predictor is not None, knn, data.num_classes))
     labels = data.probe.labels.numpy()
     per_class = []
     for c in range(data.num_classes):
@@ -163,16 +215,18 @@ def _save_embeddings(model: SSLModel, data: RunData, cfg: RunConfig, device: tor
     arrays: dict[str, np.ndarray] = {}
     for name, (s, a) in splits.items():
         out = embed(model, s.images, device, augment=a, generator=g)
-        arrays[f"{name}/emb"] = out["emb"].numpy().astype(np.float16)
-        if model.predictor is not None:  # the projector output z differs from the loss embedding p
-            arrays[f"{name}/z"] = out["z"].numpy().astype(np.float16)
+        try:  # float16 where representable, float32 otherwise; non-finite values are refused
+            arrays[f"{name}/emb"] = float16_or_32(out["emb"].numpy())
+            if model.predictor is not None:  # the projector output z differs from the loss embedding p
+                arrays[f"{name}/z"] = float16_or_32(out["z"].numpy())
+        except ValueError as exc:
+            raise Diverged(f"{name} embeddings: {exc}") from None
         arrays[f"{name}/emb_norm"] = out["emb"].norm(dim=1).numpy().astype(np.float32)
         arrays[f"{name}/z_norm"] = out["z"].norm(dim=1).numpy().astype(np.float32)
         arrays[f"{name}/h_norm"] = out["h"].norm(dim=1).numpy().astype(np.float32)
         arrays[f"{name}/labels"] = s.labels.numpy().astype(np.int64)
         arrays[f"{name}/indices"] = np.asarray(s.indices, dtype=np.int64)
-    with atomic_path(path) as tmp:
-        np.savez(tmp, **arrays)
+    save_npz_checked(path, arrays)
 
 
 # --------------------------------------------------------------------------- training
@@ -260,7 +314,8 @@ def train(cfg: RunConfig, store: Optional[RunStore] = None, data_dir: Optional[s
         extra_status: fields recorded in ``status.json`` (e.g. ``slurm_job_id``).
 
     Returns:
-        the final status (``done``, ``diverged`` or ``failed``). Errors found only once the data
+        the final status (``done``, ``collapsed``, ``diverged`` (see :mod:`embedding_norms.health`) or
+        ``failed``). Errors found only once the data
         are loaded (e.g. fewer training images than one optimizer step, a missing or corrupt data
         file) and any crash mark the run ``failed`` with the reason and the log; the next call
         retries it.
@@ -294,6 +349,10 @@ def train(cfg: RunConfig, store: Optional[RunStore] = None, data_dir: Optional[s
 def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, download, device: torch.device,
                   progress: bool, extra_status: dict[str, Any]) -> RunStatus:
     t0 = time.time()
+    source = data_source(cfg.data.dataset, data_dir, download, cfg.data.standin) or "unknown"
+    if cfg.data.source is not None and cfg.data.source != source:
+        raise DataError(f"the run was planned for data.source={cfg.data.source} but the data found here come from "
+                        f"{source!r}; a different source is a different run (use the same data folder, or re-plan)")
     data = prepare_data(cfg.data, cfg.eval, cfg.train.seed, cfg.train.probe_size, data_dir, download)
     o = cfg.optim
     micro = len(data.train) // o.batch_size
@@ -313,50 +372,45 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
     ckpt_dir.mkdir(exist_ok=True)
     (run_dir / "embeddings").mkdir(exist_ok=True)
 
-    start_epoch, global_step, seconds_before = 0, 0, 0.0
-    rows: list[dict] = []
-    class_rows: list[dict] = []
-    notes: list[str] = []
-    for cand in _checkpoint_candidates(ckpt_dir):
-        try:
-            state = load_checkpoint(cand)
-        except ValueError as exc:
-            notes.append(f"skipped corrupt checkpoint {cand.name}: {exc}")
-            log.warning("%s; trying an older checkpoint", exc)
-            continue
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, global_step = state["epoch"], state["global_step"]
-        seconds_before = float(state.get("train_seconds", 0.0))  # time of the epochs kept from earlier segments
-        old = store.metrics(cfg)
-        rows = old[old.epoch <= start_epoch].to_dict("records") if len(old) else []
-        oldc = store.class_norms(cfg)
-        class_rows = oldc[oldc.epoch <= start_epoch].to_dict("records") if len(oldc) else []
-        log.info("resumed from %s (epoch %d)", cand.name, start_epoch)
-        break
+    start_epoch, global_step, seconds_before, rows, class_rows, notes = _resume(cfg, store, ckpt_dir, model, opt)
+    provenance.record(run_dir, source)
     store.set_status(cfg, "running", "; ".join(notes), epoch=start_epoch, **extra_status)
 
-    def record(epoch: int, loss: float, lr: float, seconds: float) -> None:
-        row, per_class = _norm_records(model, data, device, epoch)
+    def record(epoch: int, loss: float, lr: float, seconds: float) -> Optional[Verdict]:
         knn = _knn(model, data, cfg, device) if epoch in cfg.train.eval_epochs else float("nan")
+        row, per_class = _norm_records(model, data, device, epoch, knn)
         rows.append({"epoch": epoch, "step": global_step, "loss": loss, "lr": lr, "epoch_seconds": seconds,
                      "knn_acc": knn, **row})
         class_rows.extend(per_class)
-        if epoch in cfg.train.save_embeddings_epochs:
-            _save_embeddings(model, data, cfg, device, run_dir / "embeddings" / f"epoch_{epoch:04d}.npz")
+        verdict = divergence(rows[-1])
+        if verdict is None and epoch in cfg.train.save_embeddings_epochs:
+            try:
+                _save_embeddings(model, data, cfg, device, run_dir / "embeddings" / f"epoch_{epoch:04d}.npz")
+            except Diverged as exc:
+                verdict = Verdict("diverged", epoch, "embeddings", float("nan"), 0.0, f"{exc} at epoch {epoch}")
         write_frame(run_dir / "metrics.csv", pd.DataFrame(rows))
         write_frame(run_dir / "class_norms.csv", pd.DataFrame(class_rows))
+        return verdict
+
+    def unhealthy(v: Verdict) -> RunStatus:
+        log.error("run %s: %s", v.state, v.reason)
+        store.set_status(cfg, v.state, v.reason, epoch=v.epoch,
+                         health={"measure": v.measure, "value": v.value, "threshold": v.threshold, "epoch": v.epoch})
+        return store.status(cfg)
 
     def checkpoint(epoch: int) -> None:
         state = {"epoch": epoch, "global_step": global_step, "model": model.state_dict(),
                  "optimizer": opt.state_dict(), "config_hash": cfg.hash(),
+                 "code_fingerprint": provenance.code_fingerprint(),
                  "train_seconds": seconds_before + time.time() - t0}
         save_checkpoint(ckpt_dir / "latest.pt", state)
         if is_checkpoint_epoch(epoch, cfg.train.epochs):
             save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", state)
 
     if start_epoch == 0 and not rows:
-        record(0, float("nan"), 0.0, 0.0)
+        verdict = record(0, float("nan"), 0.0, 0.0)
+        if verdict is not None:
+            return unhealthy(verdict)
 
     step_images = o.batch_size * o.accumulation_steps
     epochs = range(start_epoch + 1, cfg.train.epochs + 1)
@@ -372,13 +426,12 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
             losses, lr, global_step = train_steps(model, opt, data.train.images, inner, aug, o, g, device,
                                                   global_step, micro, cfg.train.epochs)
         except Diverged as exc:
-            msg = f"{exc} at epoch {epoch}"
-            log.error(msg)
-            store.set_status(cfg, "diverged", msg, epoch=epoch)
-            return store.status(cfg)
+            return unhealthy(Verdict("diverged", epoch, "loss", float("nan"), 0.0, f"{exc} at epoch {epoch}"))
         finally:
             inner.close()
-        record(epoch, float(np.mean(losses)), lr, time.time() - t_epoch)
+        verdict = record(epoch, float(np.mean(losses)), lr, time.time() - t_epoch)
+        if verdict is not None:
+            return unhealthy(verdict)
         checkpoint(epoch)
         last = rows[-1]
         bar.set_postfix(loss=f"{last['loss']:.3f}", norm=f"{last['emb_norm_mean']:.2f}")
@@ -386,6 +439,9 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
                  last["emb_norm_mean"], f"{last['knn_acc']:.2f}%" if not math.isnan(last["knn_acc"]) else "-")
         store.set_status(cfg, "running", "", epoch=epoch)
     bar.close()
+    verdict = collapse(rows, model.predictor is not None)
+    if verdict is not None:
+        return unhealthy(verdict)
 
     if cfg.train.linear_probe:
         res = linear_probe(model, data.train.images, data.train.labels, data.test.images, data.test.labels,

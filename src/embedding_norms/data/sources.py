@@ -205,6 +205,30 @@ def dataset_available(dataset: str, data_dir: Optional[str | os.PathLike] = None
     return False, str(_missing(dataset, root, _candidates(dataset)))
 
 
+def data_source(dataset: str, data_dir: Optional[str | os.PathLike] = None, download: Optional[bool] = None,
+                standin: bool = False) -> Optional[str]:
+    """Where :func:`load_split` would take ``dataset`` from: ``npz`` (offline JPEG copy),
+    ``torchvision`` (original pickles / torchvision layout), ``folder`` (ImageNet-100 image
+    folder), ``download`` (torchvision will download it), ``standin`` (``standin=True``), or None
+    when it is not available. No decoding; used for a run's identity (``data.source``)."""
+    if standin:
+        return "standin"
+    found = _locate(dataset, resolve_data_dir(data_dir))
+    if found is not None:
+        return found[0]
+    return "download" if download_allowed(download) and dataset in DOWNLOADABLE else None
+
+
+def resolve_data_source(cfg, data_dir: Optional[str | os.PathLike] = None, download: Optional[bool] = None):
+    """``cfg`` (a :class:`~embedding_norms.config.RunConfig`) with ``data.source`` set to the source
+    found here (:func:`data_source`); unchanged when the dataset is not available (training then
+    reports the missing data). Call it at planning time, before the run's name is used."""
+    src = data_source(cfg.data.dataset, data_dir, download, cfg.data.standin)
+    if src is None or cfg.data.source == src:
+        return cfg
+    return cfg.replace({"data": {"source": src}})
+
+
 def _candidates(dataset: str) -> list[str]:
     return {
         "cifar10": ["cifar10_jpeg.npz", "cifar-10-batches-py/"],
