@@ -116,7 +116,13 @@ class RunHandle:
         """The run's :class:`RunStatus` (``skipped`` with the reason when it could not be declared)."""
         if self.cfg is None:
             return RunStatus("skipped", self.spec.skipped)
-        return self.store.status(self.cfg)
+        st = self.store.status(self.cfg)
+        if st.finished:  # a finished run with a damaged file is not used (issue 14)
+            if not hasattr(self, "_problems"):
+                self._problems = self.store.verify(self.cfg)
+            if self._problems:
+                st.state, st.reason = "damaged", "; ".join(map(str, self._problems)) + f"; {self._problems[0].fix}"
+        return st
 
     @property
     def usable(self) -> bool:
@@ -141,7 +147,7 @@ class RunHandle:
             return {"label": self.label, "status": f"skipped: {self.spec.skipped}"}
         c = self.cfg
         st = self.status
-        m = self.metrics()
+        m = self.metrics() if st.state != "damaged" else pd.DataFrame()
         quirks = (f"lr_schedule={c.optim.lr_schedule}, accumulation={c.optim.accumulation}"
                   f"{', standin data' if c.data.standin else ''}")
         return {"label": self.label, "hash": c.hash(), "name": c.name, "status": st.state + (f" ({st.reason})" if st.state != "done" and st.reason else ""),

@@ -26,7 +26,7 @@ from typing import Optional
 
 from embedding_norms.config import PROFILES, ConfigError
 from embedding_norms.data import DataError, check_data_dir
-from embedding_norms.launch import SlurmOptions, execute
+from embedding_norms.launch import SlurmOptions, execute, stale_runs
 from embedding_norms.io import write_json
 from embedding_norms.report import load_results, render_report, write_result
 from embedding_norms.runs import RunStore, is_locked
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained and their cost; train nothing")
     p.add_argument("--force", action="append", default=[], metavar="NAME",
                    help="retrain the runs of artifact NAME from scratch and rebuild it (repeatable)")
+    p.add_argument("--retrain-stale", action="store_true",
+                   help="retrain from scratch the finished runs trained by other training code (see `status`)")
     p.add_argument("--runs", default=None, help="run store folder (default ./runs or $EMBEDDING_NORMS_RUNS)")
     p.add_argument("--out", default=None, help="output folder (default: repository for quick, outputs/<profile> otherwise)")
     p.add_argument("--device", default=None, help="cpu, cuda, or auto (default)")
@@ -219,12 +221,16 @@ def main(argv: Optional[list[str]] = None) -> int:
                 st = store.status(s.cfg)
                 extra = f" (Slurm job {st.slurm_job_id})" if st.slurm_job_id else ""
                 extra += " (retried by the next call)" if st.state == "failed" else ""
+                extra += " (stale: trained by other training code)" if store.stale(s.cfg) else ""
+                extra += "".join(f" (damaged: {p})" for p in store.verify(s.cfg))
                 print(f"  {a.name:24s} {s.label:28s} {st.state:9s} {store.path(s.cfg)}{extra} {st.reason}")
         return 0
 
     _print_skipped(artifacts, specs)
     pending = [s for s in needed.values() if not store.status(s.cfg).finished]
     forced = {s.cfg.hash(): s for a in artifacts if a.name in args.force for s in specs[a.name] if s.cfg is not None}
+    if args.retrain_stale:  # finished runs of other training code: retrained from scratch like --force
+        forced.update({c.hash(): needed[c.hash()] for c in stale_runs([s.cfg for s in needed.values()], store)})
     if args.dry_run:
         todo = {s.cfg.hash(): s for s in pending} | forced
         print(f"profile {args.profile}: {len(needed)} distinct runs needed by {len(artifacts)} artifacts; "

@@ -16,6 +16,7 @@ process holding its lock; the others skip it.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .config import ConfigError, RunConfig, from_dict
-from .runs import RunLocked, RunStore
+from .runs import RunLocked, RunStore, is_locked
 
 SLURM_KEYS = {"partition": str, "gpus": int, "cpus": int, "mem_gb": float, "time_min": int,
               "array_parallelism": int, "account": str, "qos": str, "constraint": str}
@@ -121,10 +122,22 @@ except ImportError:  # pragma: no cover
     submitit = None  # type: ignore
 
 
+def stale_runs(cfgs: list[RunConfig], store: RunStore) -> list[RunConfig]:
+    """The finished runs of ``cfgs`` that were trained by other training code than this process
+    runs (:func:`embedding_norms.provenance.is_stale`), each once."""
+    unique = {c.hash(): c for c in cfgs}
+    return [c for c in unique.values() if store.status(c).finished and store.stale(c)]
+
+
 def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", jobs: int = 1,
             data_dir: Optional[str] = None, download: Optional[bool] = None, device: Optional[str] = None,
-            slurm: Optional[SlurmOptions] = None, progress: bool = True) -> list[LaunchResult]:
+            slurm: Optional[SlurmOptions] = None, progress: bool = True,
+            retrain_stale: bool = False) -> list[LaunchResult]:
     """Train every run of ``cfgs`` that is not finished yet.
+
+    With ``retrain_stale``, finished runs trained by other training code (:func:`stale_runs`) are
+    deleted and trained again from scratch (an unfinished stale run always restarts from scratch:
+    its checkpoints are refused across code). A stale run locked by another process is left alone.
 
     Args:
         cfgs: runs to train (duplicates by hash are trained once).
@@ -143,6 +156,10 @@ def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", job
     unique = {c.hash(): c for c in cfgs}
     results: dict[str, LaunchResult] = {}
     todo = []
+    if retrain_stale:
+        for cfg in stale_runs(cfgs, store):
+            if not is_locked(store.path(cfg)):
+                shutil.rmtree(store.path(cfg))
     for h, cfg in unique.items():
         st = store.status(cfg)
         if st.finished:
