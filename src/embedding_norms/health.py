@@ -145,7 +145,7 @@ def collapse(rows: Sequence[dict], has_predictor: bool) -> Optional[Verdict]:
     rows = [r for r in rows if int(r["epoch"]) >= 1]  # the initialisation is not judged
     if not rows:
         return None
-    stds = [float(r[key]) for r in rows]
+    stds = [float(r.get(key, float("nan"))) for r in rows]
     chance = (f"; kNN {knn_rows[-1]['knn_acc']:.1f} % is at chance"
               if knn_rows and float(knn_rows[-1].get("knn_at_chance", 0)) == 1.0 else "")
     start = _run_start([s < limit for s in stds])
