@@ -242,15 +242,16 @@ class RunConfig:
 
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (tuples become lists) suitable for YAML/JSON."""
-        return _plain(dataclasses.asdict(self))
+        """Plain nested dict (tuples become lists) suitable for YAML/JSON. An unset ``data.source`` is
+        left out (configs, and hashes, of runs planned without one are those from before the field)."""
+        d = _plain(dataclasses.asdict(self))
+        if d["data"]["source"] is None:
+            del d["data"]["source"]
+        return d
 
     def hash(self) -> str:
         """Stable 10-hex-digit SHA-256 of the canonical JSON of the full config (seed included)."""
-        d = self.to_dict()
-        if d["data"]["source"] is None:  # unrecorded source: the hash of configs from before the field
-            del d["data"]["source"]
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     @property
