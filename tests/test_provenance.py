@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from embedding_norms.config import RunConfig
 from embedding_norms.data.sources import data_source, resolve_data_source
