@@ -71,18 +71,21 @@ def health_columns(out: dict[str, torch.Tensor], has_predictor: bool, knn: float
     """Health columns of one epoch from :func:`~embedding_norms.evaluate.embed` outputs.
 
     Args:
-        out: ``h``, ``z``, ``emb`` float tensors ``(N, .)`` of the probe set.
-        has_predictor: True for SimSiam/BYOL (then ``emb`` is the predictor output ``p``).
+        out: ``h``, ``z`` and the predictor output (``p``, or ``emb`` when it holds p) float tensors
+            ``(N, .)`` of the probe set.
+        has_predictor: True for SimSiam/BYOL.
         knn: kNN accuracy in percent, NaN when not evaluated this epoch.
         num_classes: classes of the kNN task (chance = ``100 / num_classes`` %).
     """
     row = {"z_std_normalized": std_normalized(out["z"])}
-    if has_predictor:
-        row["p_std_normalized"] = std_normalized(out["emb"])
-    row["std_normalized_ref"] = 1.0 / math.sqrt(out["emb"].shape[1])
+    p = out.get("p", out.get("emb")) if has_predictor else None  # predictor output (key "p" or "emb")
+    if p is not None:
+        row["p_std_normalized"] = std_normalized(p)
+    row["std_normalized_ref"] = 1.0 / math.sqrt((p if p is not None else out["z"]).shape[1])
     bad = torch.zeros(len(out["h"]), dtype=torch.bool)
-    for key in ("h", "z", "emb"):
-        bad |= ~torch.isfinite(out[key]).all(dim=1)
+    for key in ("h", "z", "p", "emb"):
+        if key in out:
+            bad |= ~torch.isfinite(out[key]).all(dim=1)
     row["nonfinite"] = int(bad.sum())
     row["knn_at_chance"] = (float("nan") if math.isnan(knn)
                             else float(knn <= 100.0 / num_classes + KNN_CHANCE_MARGIN))
@@ -104,15 +107,17 @@ class Verdict:
 def divergence(row: dict) -> Optional[Verdict]:
     """``diverged`` verdict for one epoch's metrics row, or None.
 
-    Diverged: ``nonfinite > 0``, or a mean norm (``emb``, ``z``, ``h``) that is not finite or
+    Diverged: ``nonfinite > 0``, or a mean norm (``emb``/``p``, ``z``, ``h``) that is not finite or
     above :data:`EXPLODING_NORM`.
     """
     epoch = int(row["epoch"])
     if row.get("nonfinite", 0):
         return Verdict("diverged", epoch, "nonfinite", float(row["nonfinite"]), 0.0,
                        f"{int(row['nonfinite'])} probe embeddings are not finite at epoch {epoch}")
-    for key in ("emb", "z", "h"):
-        v = float(row.get(f"{key}_norm_mean", 0.0))
+    for key in ("emb", "p", "z", "h"):
+        if f"{key}_norm_mean" not in row:
+            continue
+        v = float(row[f"{key}_norm_mean"])
         if not math.isfinite(v) or v > EXPLODING_NORM:
             return Verdict("diverged", epoch, f"{key}_norm_mean", v, EXPLODING_NORM,
                            f"mean {key} norm {v:.3g} at epoch {epoch} exceeds the exploding-norm threshold "
