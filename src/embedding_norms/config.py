@@ -70,6 +70,9 @@ class DataConfig:
         standin: replace the images by a generated stand-in with the same number of
             classes and image size (wiring tests of datasets that are not available).
         jitter_strength: colour-jitter strength ``s`` (0.5 on CIFAR, 1 otherwise).
+        subset_seed: seed of the subsets (training, test, probe and novel images) and of
+            generated stand-ins; independent of ``train.seed``, so that the seeds of one
+            comparison train on the same images.
     """
 
     dataset: Literal["cifar10", "cifar100", "imagenet100", "flowers102", "stanford_cars"] = "cifar10"
@@ -80,6 +83,7 @@ class DataConfig:
     image_size: int = 32
     standin: bool = False
     jitter_strength: float = 0.5
+    subset_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,8 @@ class TrainConfig:
 
     Attributes:
         epochs: number of training epochs (>= 1).
-        seed: seeds model initialisation, data order, augmentations and subsets.
+        seed: seeds model initialisation, data order and augmentations (the images are set by
+            ``data.subset_seed``).
         eval_epochs: epochs after which the weighted kNN accuracy is measured (0 = before
             training).
         save_embeddings_epochs: epochs after which embeddings of the train (un-augmented and
@@ -298,7 +303,7 @@ class RunConfig:
         return cfg
 
 
-PROFILE_KEYS = {"description", "run", "methods", "artifacts", "missing_data", "_path"}
+PROFILE_KEYS = {"description", "run", "methods", "artifacts", "missing_data", "seeds", "_path"}
 
 
 def load_profile(profile: str, config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
@@ -314,7 +319,10 @@ def load_profile(profile: str, config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
     data["_path"] = path
     unknown = set(data) - PROFILE_KEYS
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; valid: description, run, methods, artifacts, missing_data")
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; valid: description, run, methods, artifacts, missing_data, seeds")
+    seeds = data.get("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"{path}: seeds must be a positive integer (training seeds of every comparison), got {seeds!r}")
     if data.get("missing_data", "skip") not in ("skip", "standin"):
         raise ConfigError(f"{path}: missing_data must be skip or standin, got {data.get('missing_data')!r}")
     for m in (data.get("methods") or {}):
@@ -323,29 +331,28 @@ def load_profile(profile: str, config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
     return data
 
 
-def artifact_params(profile: str, artifact: str, defaults: Mapping[str, Any], config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
-    """Scale parameters of one artifact for a profile (``artifacts.<artifact>`` of the profile YAML).
+def artifact_params(profile: str, artifact: str, cls: type, config_dir: Path = CONFIG_DIR) -> Any:
+    """Parameters of one artifact for a profile: ``artifacts.<artifact>`` of the profile YAML,
+    built into the artifact's frozen dataclass ``cls`` (defaults for keys not given).
 
-    Keys not in ``defaults`` are rejected; values must have the type of the default
-    (ints are accepted where floats are expected).
+    Keys and types are checked like run configs (lists become tuples); the dataclass's own
+    ``__post_init__`` checks values and raises ValueError, which is re-raised as ConfigError
+    naming the profile file and the artifact's section.
 
     Raises:
-        ConfigError: unknown key or wrong type.
+        ConfigError: unknown key, wrong type, or an invalid value (the message names the key).
     """
     prof = load_profile(profile, config_dir)
     given = (prof.get("artifacts") or {}).get(artifact) or {}
-    out = dict(defaults)
-    for k, v in given.items():
-        if k not in defaults:
-            raise ConfigError(f"{prof['_path']}: artifacts.{artifact}.{k}: unknown key; valid keys: {', '.join(sorted(defaults))}")
-        d = defaults[k]
-        ok = isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool)) or d is None
-        if isinstance(d, bool) != isinstance(v, bool):
-            ok = False
-        if not ok:
-            raise ConfigError(f"{prof['_path']}: artifacts.{artifact}.{k}: expected {type(d).__name__}, got {v!r}")
-        out[k] = list(v) if isinstance(v, (list, tuple)) else v
-    return out
+    source = str(prof["_path"])
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"{source}: artifacts.{artifact} must be a mapping of parameters, got {given!r}")
+    try:
+        return _build(cls, given, source, prefix=f"artifacts.{artifact}.")
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{source}: artifacts.{artifact}: {exc} (fix the profile's artifacts.{artifact} section)") from None
 
 
 # --------------------------------------------------------------------------- parsing
@@ -463,6 +470,7 @@ def _check_values(cfg: RunConfig, source: str) -> None:
     for ep in t.eval_epochs + t.save_embeddings_epochs:
         need(0 <= ep <= t.epochs, "train.eval_epochs/save_embeddings_epochs", f"contains epoch {ep} outside 0..{t.epochs} (train.epochs)")
     need(t.seed >= 0, "train.seed", f"must be >= 0, got {t.seed}")
+    need(d.subset_seed >= 0, "data.subset_seed", f"must be >= 0, got {d.subset_seed}")
     need(t.probe_size >= 10, "train.probe_size", f"must be >= 10, got {t.probe_size}")
     need(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
     need(0 <= o.momentum < 1, "optim.momentum", f"must be in [0, 1), got {o.momentum}")
