@@ -148,3 +148,29 @@ def effect_table(effects: pd.DataFrame, by: tuple[str, ...], level: float = 0.95
         rows.append(dict(zip(by, keys if isinstance(keys, tuple) else (keys,)), effect=iv.mean, ci_low=iv.low,
                          ci_high=iv.high, seeds=iv.n, per_seed=[round(float(v), 4) for v in g["effect"]]))
     return pd.DataFrame(rows)
+
+
+def wd_run(plan: Plan, method: str, wd: float, seed: int) -> RunSpec:
+    """The base run with weight decay ``wd`` (the released default gives the base run itself)."""
+    if wd == DEFAULT_WD[method]:
+        return base_run(plan, method, seed)
+    return base_run(plan, method, seed, extra={"optim": {"weight_decay": float(wd)}}, tag=f"wd={wd:g}")
+
+
+def norm_column(vector: str, stat: str = "mean") -> str:
+    """Metrics column of a vector's norm statistic: ``z_norm_mean``, ``p_norm_q90``, ``h_norm_mean``..."""
+    if vector not in ("h", "z", "p"):
+        raise ValueError(f"vector must be h, z or p, got {vector!r}")
+    return f"{vector}_norm_{stat}"
+
+
+def vectors_of(method: str) -> tuple[str, ...]:
+    """The embedding vectors a method has: z (projector output) always, p (predictor output) for
+    SimSiam and BYOL."""
+    return ("z",) if method == "simclr" else ("z", "p")
+
+
+def imbalanced_run(plan: Plan, method: str, seed: int) -> RunSpec:
+    """The base run on imbalanced CIFAR-10 (:func:`imbalanced_overrides`); the ``base`` arm of
+    tab_gradscale's imbalanced comparison and the run of fig_imbalance_norms."""
+    return base_run(plan, method, seed, extra=imbalanced_overrides(plan, method), tag="imbalanced/base")
