@@ -72,3 +72,8 @@ def save_table(frame: pd.DataFrame, stem: str | os.PathLike, float_format: str =
     with atomic_path(paths[2]) as tmp:
         tmp.write_text(shown.to_latex(index=False, escape=True))
     return paths
+
+
+def class_palette(n: int) -> list:
+    """``n`` blues from light (rare class) to dark (frequent class), for the simulations' classes."""
+    return sns.color_palette("Blues", n_colors=n + 2)[2:]
