@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from embedding_norms.report import ClaimCheck
-from embedding_norms.sim_pairs import PairSetup, angle_sweep, check_interpolations, check_norms, norm_sweep
+from embedding_norms.sim_pairs import PairSetup, angle_sweep, check_norms, norm_sweep
 from embedding_norms.sim_theory import check_count, check_positive, fit_power_law, fit_quadratic
 
 PAPER_REF = "Section 3, simulation (a)"
@@ -74,10 +74,8 @@ def _rel_dev(df: pd.DataFrame) -> pd.Series:
 
 def frames(runs, p: Params) -> dict[str, pd.DataFrame]:
     """Both sweeps for every seed (tables ``_norm``, ``_angle``) and the per-seed statistics (``_fit``)."""
-    check_interpolations(p.interpolations)
-    setup = PairSetup(p.n, p.d, p.lr, p.tol, p.max_steps)
-    norm = pd.concat([norm_sweep(setup, p.norms, s).assign(seed=s) for s in range(p.seeds)], ignore_index=True)
-    angle = pd.concat([angle_sweep(setup, p.interpolations, s).assign(seed=s) for s in range(p.seeds)],
+    norm = pd.concat([norm_sweep(p, p.norms, s).assign(seed=s) for s in range(p.seeds)], ignore_index=True)
+    angle = pd.concat([angle_sweep(p, p.interpolations, s).assign(seed=s) for s in range(p.seeds)],
                       ignore_index=True)
     rows = []
     for s in range(p.seeds):

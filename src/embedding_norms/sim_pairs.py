@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .sim_theory import _check_rows, check_count, check_positive, check_tolerance, predicted_steps
+from .sim_theory import check_nonzero_rows, check_count, check_positive, check_tolerance, predicted_steps
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,8 @@ def steps_to_align(z: torch.Tensor, p: torch.Tensor, setup: PairSetup, progress:
     """
     if z.shape != p.shape or z.dim() not in (2, 3):
         raise ValueError(f"z and p must have the same shape (n, d) or (L, n, d), got {tuple(z.shape)} and {tuple(p.shape)}")
-    _check_rows("z", z)
-    _check_rows("p", p)
+    check_nonzero_rows("z", z)
+    check_nonzero_rows("p", p)
     if z.dim() == 2:
         z, p = z.unsqueeze(0), p.unsqueeze(0)
     L, target = z.shape[0], 1.0 - setup.tol

@@ -56,7 +56,8 @@ def check_tolerance(tol: float) -> None:
         raise ValueError(f"tol must lie in the open interval (0, 1), got {tol!r}")
 
 
-def _check_rows(name: str, x: torch.Tensor) -> None:
+def check_nonzero_rows(name: str, x: torch.Tensor) -> None:
+    """Raise ValueError if ``x`` has non-finite values or a row of norm 0 (cosine undefined)."""
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains non-finite values")
     if bool((x.norm(dim=-1) == 0).any()):
@@ -80,8 +81,8 @@ def cosine_gradient(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: a row of ``z`` or ``y`` of norm 0 (cosine undefined) or non-finite values.
     """
-    _check_rows("z", z)
-    _check_rows("y", y)
+    check_nonzero_rows("z", z)
+    check_nonzero_rows("y", y)
     with torch.enable_grad():
         zz = z.detach().clone().requires_grad_(True)
         cos = (zz * y).sum(-1) / (zz.norm(dim=-1) * y.norm(dim=-1))
