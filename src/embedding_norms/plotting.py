@@ -93,3 +93,6 @@ def plot_effect_by_epoch(ax: plt.Axes, table: pd.DataFrame, hue: str, colors=Non
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"effect [{unit}] (mean, 95 % CI)")
+def class_palette(n: int) -> list:
+    """``n`` blues from light (rare class) to dark (frequent class), for the simulations' classes."""
+    return sns.color_palette("Blues", n_colors=n + 2)[2:]
