@@ -152,18 +152,21 @@ def _panels(key: Key, emb: dict, standin: bool, p: Params, data_dir: Optional[st
     for view in p.views(key.dataset):
         split = SPLITS[view]
         try:
-            vectors, norms = embedding_of(emb, split, p.vector)
+            norms = embedding_of(emb, split, p.vector, vectors=False)[1]
             labels = emb[f"{split}/labels"]
         except (KeyError, ValueError) as exc:
             for v in p.knn_variants:
                 yield "knn", v, view, None, str(exc.args[0])
+            if key.dataset in TRAIN_HUMAN:
+                yield "agreement", "", view, None, str(exc.args[0])
             continue
         for v in p.knn_variants:
             try:
+                vectors = embedding_of(emb, split, p.vector)[0]
                 correct = (knn_self_vote_correct if v == "self" else knn_loo_correct)(vectors, labels, k)
                 yield "knn", v, view, bucket_statistics(norms, {"value": 100.0 * correct}, nb, p.min_count_knn), ""
-            except ValueError as exc:
-                yield "knn", v, view, None, str(exc)
+            except (KeyError, ValueError) as exc:
+                yield "knn", v, view, None, str(exc.args[0])
         if key.dataset in TRAIN_HUMAN:
             kind, field = TRAIN_HUMAN[key.dataset]
             data, why = (None, STANDIN) if standin else _human(kind, data_dir, cache)

@@ -229,6 +229,8 @@ def test_fig4_human_panels_on_real_labels(monkeypatch, data_dir):
         ent = sps.entropy(probs[tidx], base=2, axis=1)
         test = _split(rng, test_labels[tidx], np.full(500, 0.9), tidx, 10 - 8 * ent / ent.max() + 0.2 * rng.normal(size=500))
         made[k] = (idx, train, test, ent)
+        if k.method == "simclr":        # norms only, no vectors: kNN cannot run, the human panels still can
+            train = {f: v for f, v in train.items() if f != "z"}
         return {"train": train, "train_aug": train, "test": test}
 
     fr = _fig4_frames(plan, p, make)
@@ -237,6 +239,9 @@ def test_fig4_human_panels_on_real_labels(monkeypatch, data_dir):
     assert len(agreement) == 4 and len(entropy) == 2
     assert all(c.n_seeds == 2 and min(c.per_seed) > 0.5 for c in agreement), [c.per_seed for c in agreement]
     assert all(c.n_seeds == 2 and max(c.per_seed) < -0.5 for c in entropy), [c.per_seed for c in entropy]
+    knn = {c.test.split(",")[0]: c for c in fig4.checks(fr, p) if c.claim == "norm-knn"}
+    assert knn["SimCLR CIFAR-10"].verdict == "not run" and "only the norms" in knn["SimCLR CIFAR-10"].detail
+    assert knn["SimSiam CIFAR-10"].n_seeds == 2
     b = fr["buckets"]
     # independent recomputation: the lowest agreement bucket of SimCLR seed 0, and the drawn entropy buckets
     idx, train, test, ent = made[fig4.Key("cifar10", "simclr", 0)]
