@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from embedding_norms.analysis import (align_human_labels, bucket_statistics, bucket_trend, human_label_entropy,
