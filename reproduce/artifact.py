@@ -59,6 +59,8 @@ class Plan:
     data_dir: Optional[str] = None
     download: Optional[bool] = None
     strict: bool = True
+    #: Number of training seeds; None = the profile's ``seeds`` (tests and one-off builds override it).
+    n_seeds: Optional[int] = None
 
     def __post_init__(self) -> None:
         self._profile = load_profile(self.profile)
@@ -66,8 +68,8 @@ class Plan:
 
     @property
     def seeds(self) -> tuple[int, ...]:
-        """Training seeds of every comparison (profile key ``seeds``: 0 .. n-1)."""
-        return tuple(range(int(self._profile.get("seeds", 1))))
+        """Training seeds of every comparison (profile key ``seeds``, or ``n_seeds``: 0 .. n-1)."""
+        return tuple(range(int(self.n_seeds or self._profile.get("seeds", 1))))
 
     @property
     def missing_data(self) -> str:

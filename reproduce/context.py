@@ -31,9 +31,11 @@ REPO = PROJECT_ROOT
 class RunHandle:
     """Read access to one run of the store (metrics, per-class norms, embeddings, status)."""
 
-    def __init__(self, spec: RunSpec, store: RunStore):
+    def __init__(self, spec: RunSpec, store: RunStore, data_dir: Optional[str] = None):
         self.spec, self.store = spec, store
         self.cfg = spec.cfg
+        #: the offline data folder of the build (for analyses that read extra files, e.g. human labels)
+        self.data_dir = data_dir
 
     @property
     def label(self) -> str:
@@ -130,7 +132,7 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def build(planned: Planned, store: RunStore, out: OutputDirs) -> ArtifactResult:
+def build(planned: Planned, store: RunStore, out: OutputDirs, data_dir: Optional[str] = None) -> ArtifactResult:
     """Build one planned artifact and return its result (not yet written).
 
     Runs that were skipped at planning (no config) or did not finish (failed, pending,
@@ -142,7 +144,7 @@ def build(planned: Planned, store: RunStore, out: OutputDirs) -> ArtifactResult:
     res = ArtifactResult(art.name, art.paper_ref, art.title, planned.profile, vector=art.vector)
     setup_style()
     t0 = time.time()
-    handles = {k: RunHandle(s, store) for k, s in planned.specs.items()}
+    handles = {k: RunHandle(s, store, data_dir) for k, s in planned.specs.items()}
     try:
         for h in handles.values():
             st = h.status

@@ -269,7 +269,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         t_build = time.time()
         failed_artifacts = []
         for a in artifacts:
-            res = build(planned[a.name], store, out)
+            res = build(planned[a.name], store, out, data_dir)
             write_result(res, out.results)
             if res.status == "failed":
                 failed_artifacts.append(a.name)

@@ -58,9 +58,7 @@ class FakeRun:
 
 
 def _plan(profile: str, seeds: int, data_dir=None) -> Plan:
-    plan = Plan(profile, data_dir=data_dir)
-    plan._profile = {**plan._profile, "seeds": seeds}
-    return plan
+    return Plan(profile, data_dir=data_dir, n_seeds=seeds)
 
 
 def _knn_splits(rng, n: int, sign: float, predictor: bool = False, views=("train", "train_aug", "test")):
