@@ -56,25 +56,38 @@ def base_run(plan: Plan, method: str, seed: int, dataset: str = "cifar10",
     return plan.run(method, label(method, seed, dataset, *([tag] if tag else [])), ov)
 
 
-def imbalanced_overrides(plan: Plan, method: str, epochs_like_balanced: bool = True) -> dict[str, Any]:
-    """Exponentially imbalanced CIFAR-10 as released: class ``i`` keeps ``5000 * 1.5**-i`` of
-    the full training set's images (14 717 images; ``data.train_size`` None), colour-jitter
-    strength ``s = 1`` (the released ``get_transforms`` sets 0.5 only for the dataset names
-    ``cifar10``/``cifar100``, and the imbalanced sets are named ``*_unbalanced``), and, with
-    ``epochs_like_balanced``, as many epochs as make the same number of optimizer steps as the
-    profile's balanced base run (at least 1)."""
+#: Balanced pool of an imbalanced run, as a multiple of the profile's training subset (capped
+#: at the full training set): quick (5000 images) -> the full set, as released.
+IMBALANCED_POOL_FACTOR = 10
+
+
+def imbalanced_overrides(plan: Plan, method: str) -> dict[str, Any]:
+    """Exponentially imbalanced CIFAR-10 as released (class ``i`` keeps ``n * 1.5**-i`` of a
+    balanced pool with ``n`` images per class), colour-jitter strength ``s = 1`` (the released
+    ``get_transforms`` sets 0.5 only for the dataset names ``cifar10``/``cifar100``; the imbalanced
+    sets are named ``*_unbalanced``).
+
+    ``paper`` (no training subset): the full training set and the base run's epochs, as released.
+    Reduced profiles: a pool of :data:`IMBALANCED_POOL_FACTOR` x the profile's training subset
+    (capped at the full set; ``quick``: the full set, 14 717 images), trained for as many epochs
+    as give the balanced base run's number of optimizer steps, so that the per-class effect has
+    as many steps to form as any other run (issue 15).
+    """
     from embedding_norms.data import IMBALANCE_BASE, exponential_counts
 
     base = plan.config(method)
-    ov: dict[str, Any] = {"data": {"imbalance": "exponential", "train_size": None, "jitter_strength": 1.0}}
-    if epochs_like_balanced:
-        n_bal = base.data.train_size or 50_000
-        n_imb = sum(exponential_counts(5000, 10, IMBALANCE_BASE["cifar10"]))
-        epochs = max(1, round(base.train.epochs * n_bal / n_imb))
-        evals = sorted({int(round(e * epochs / base.train.epochs)) for e in base.train.eval_epochs})
-        ov["train"] = {"epochs": epochs, "eval_epochs": evals, "save_embeddings_epochs": [epochs]}
-        if base.optim.schedule_epochs is None and base.optim.warmup_epochs:
-            ov["optim"] = {"warmup_epochs": round(base.optim.warmup_epochs * epochs / base.train.epochs, 6)}
+    ov: dict[str, Any] = {"data": {"imbalance": "exponential", "jitter_strength": 1.0}}
+    if base.data.train_size is None:
+        return ov
+    full = 50_000
+    pool = min(full, IMBALANCED_POOL_FACTOR * base.data.train_size)
+    ov["data"]["train_size"] = None if pool == full else pool
+    n_imb = sum(exponential_counts(pool // 10, 10, IMBALANCE_BASE["cifar10"]))
+    epochs = max(1, round(base.train.epochs * base.data.train_size / n_imb))
+    evals = sorted({min(epochs, int(round(e * epochs / base.train.epochs))) for e in base.train.eval_epochs})
+    ov["train"] = {"epochs": epochs, "eval_epochs": evals, "save_embeddings_epochs": [epochs]}
+    if base.optim.schedule_epochs is None and base.optim.warmup_epochs:
+        ov["optim"] = {"warmup_epochs": round(base.optim.warmup_epochs * epochs / base.train.epochs, 6)}
     return ov
 
 
