@@ -109,10 +109,11 @@ def train_images(cfg) -> int:
     from embedding_norms.data import IMBALANCE_BASE, SPECS, exponential_counts
 
     spec = SPECS[cfg.data.dataset]
-    n = cfg.data.train_size or spec.sizes.get("train") or 100_000
     k = spec.num_classes
-    if cfg.data.classes is not None:
-        n, k = n * len(cfg.data.classes) // k, len(cfg.data.classes)
+    full = spec.sizes.get("train") or 100_000
+    if cfg.data.classes is not None:  # the class selection comes first, then the subset
+        full, k = full * len(cfg.data.classes) // k, len(cfg.data.classes)
+    n = min(cfg.data.train_size or full, full)
     if cfg.data.imbalance != "none":
         n = sum(exponential_counts(n // k, k, IMBALANCE_BASE.get(cfg.data.dataset, 1.5)))
     return n

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 import types
 import typing
@@ -32,8 +33,24 @@ from typing import Any, Literal, Mapping, Optional
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = PROJECT_ROOT / "configs"
+
+
+def _find_config_dir() -> Path:
+    """The ``configs/`` folder: ``$EMBEDDING_NORMS_CONFIG_DIR`` if set, else the repository's
+    (next to ``src/`` in a checkout or an editable install), else ``./configs`` of the working
+    directory (a non-editable install run from the repository root)."""
+    env = os.environ.get("EMBEDDING_NORMS_CONFIG_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    for cand in (Path(__file__).resolve().parents[2] / "configs", Path.cwd() / "configs"):
+        if (cand / "profiles").is_dir():
+            return cand
+    return Path.cwd() / "configs"  # load_profile names it in its error
+
+
+CONFIG_DIR = _find_config_dir()
+#: The repository root (the folder holding ``configs/``): where the ``quick`` outputs are written.
+PROJECT_ROOT = CONFIG_DIR.parent
 PROFILE_DIR = CONFIG_DIR / "profiles"
 
 METHODS = ("simclr", "simsiam", "byol")
@@ -524,16 +541,29 @@ def _check_values(cfg: RunConfig, source: str) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+#: Parsed YAML files keyed by (path, modification time, size): a planning pass reads each file once.
+_YAML_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not Path(path).exists():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
+    """A YAML file's top-level mapping (a fresh copy; parsed once per file version)."""
+    import copy
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist"
+                          + ("" if path.parent.is_dir() else f" (set EMBEDDING_NORMS_CONFIG_DIR to the repository's configs/ folder)"))
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _YAML_CACHE:
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        _YAML_CACHE[key] = data
+    return copy.deepcopy(_YAML_CACHE[key])
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
