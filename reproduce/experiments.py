@@ -86,9 +86,7 @@ def imbalanced_overrides(plan: Plan, method: str) -> dict[str, Any]:
     epochs = max(1, round(base.train.epochs * base.data.train_size / n_imb))
     evals = sorted({min(epochs, int(round(e * epochs / base.train.epochs))) for e in base.train.eval_epochs})
     ov["train"] = {"epochs": epochs, "eval_epochs": evals, "save_embeddings_epochs": [epochs]}
-    if base.optim.schedule_epochs is None and base.optim.warmup_epochs:
-        ov["optim"] = {"warmup_epochs": round(base.optim.warmup_epochs * epochs / base.train.epochs, 6)}
-    return ov
+    return ov  # the warm-up follows the run through optim.warmup_fraction
 
 
 def knn_curve(run) -> pd.Series:

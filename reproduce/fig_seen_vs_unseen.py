@@ -112,8 +112,8 @@ def _holdout_overrides(method: str, seed: int, p: Params) -> dict[str, Any]:
     bs, acc = (p.batch_size, 1) if method == "simclr" else (p.batch_size // 2, 2)
     return {"data": {"classes": seen, "train_size": p.n_train},
             "eval": {"novel": "heldout"},
-            "optim": {"batch_size": bs, "accumulation_steps": acc, "warmup_epochs": p.epochs * 10 / 512,
-                      "schedule_epochs": None},
+            # warm-up: optim.warmup_fraction (10/512) of the run, the cosine over the run
+            "optim": {"batch_size": bs, "accumulation_steps": acc, "schedule_epochs": None},
             "train": {"epochs": p.epochs, "eval_epochs": [p.epochs], "save_embeddings_epochs": sorted(p.saved_epochs)}}
 
 

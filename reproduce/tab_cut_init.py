@@ -47,8 +47,7 @@ class Params:
     regimes: tuple[str, ...] = ("whole",)
     simclr_batch_size: int = 0          # paper: 512, as in the released cut/GradScale example
     early_epochs: int = 4
-    early_warmup_epochs: float = 10.0
-    early_schedule_epochs: float = 512.0
+    early_schedule_epochs: float = 512.0   # the released horizon; warm-up = warmup_fraction of it (10 epochs)
 
     def __post_init__(self) -> None:
         if 1.0 not in self.constants:
@@ -82,7 +81,7 @@ def _overrides(key: Key, p: Params) -> dict:
         ov["optim"] = {"batch_size": p.simclr_batch_size}
     if key.regime == "early":
         e = p.early_epochs
-        ov.setdefault("optim", {}).update(warmup_epochs=p.early_warmup_epochs, schedule_epochs=p.early_schedule_epochs)
+        ov.setdefault("optim", {}).update(schedule_epochs=p.early_schedule_epochs)
         ov["train"] = {"epochs": e, "eval_epochs": list(range(0, e + 1)), "save_embeddings_epochs": []}
     return ov
 

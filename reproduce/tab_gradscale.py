@@ -83,10 +83,8 @@ def run_spec(plan: Plan, key: Key, p: Params) -> RunSpec:
     if key.data == "imbalanced":
         ex = merge(ex, imbalanced_overrides(plan, key.method))
     if key.arm != "base":
-        cfg = plan.config(key.method, ex)
-        horizon = cfg.optim.schedule_epochs or cfg.train.epochs
         power = 0.0 if key.arm == "p=0 matched" else float(key.arm[2:])
-        ex = merge(ex, {"optim": {"lr": p.lr, "warmup_epochs": round(p.warmup_fraction * horizon, 6)},
+        ex = merge(ex, {"optim": {"lr": p.lr, "warmup_fraction": p.warmup_fraction},
                         "norm": {"gradscale_power": power}})
     if not ex:
         return base_run(plan, key.method, key.seed)

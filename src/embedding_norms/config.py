@@ -157,7 +157,12 @@ class OptimConfig:
         momentum, nesterov, weight_decay: SGD settings (weight decay on every parameter).
         batch_size: images per forward pass (each gives two views).
         accumulation_steps: micro-batches whose gradients are summed per optimizer step.
-        warmup_epochs: linear warm-up length in epochs.
+        warmup_epochs: linear warm-up length in epochs (derived from ``warmup_fraction`` when
+            that is set).
+        warmup_fraction: warm-up as a fraction of the cosine horizon (``schedule_epochs``, or the
+            run's epochs when that is ``None``): the released 10 of 512 epochs is ``0.01953125``.
+            ``None`` = ``warmup_epochs`` as given. Profiles use the fraction so that the warm-up
+            follows the run's length (issue 11).
         schedule_epochs: horizon of the cosine decay in epochs ("as if training lasted" this
             long; 512 in the released code). ``None`` = the run's own number of epochs.
         final_lr: lower end of the cosine.
@@ -179,6 +184,7 @@ class OptimConfig:
     batch_size: int = 256
     accumulation_steps: int = 1
     warmup_epochs: float = 10.0
+    warmup_fraction: Optional[float] = None
     schedule_epochs: Optional[float] = 512.0
     final_lr: float = 1e-3
     lr_schedule: Literal["released", "intended"] = "released"
@@ -278,7 +284,7 @@ class RunConfig:
 
     def replace(self, overrides: Mapping[str, Any]) -> "RunConfig":
         """A copy with nested overrides applied and validated (``{"optim": {"lr": 0.1}}``)."""
-        merged = _deep_merge(self.to_dict(), _nest(dict(overrides)), source="overrides")
+        merged = _merge_layer(self.to_dict(), _nest(dict(overrides)), source="overrides")
         return from_dict(merged, source="overrides")
 
     # ------------------------------------------------------------------ loading
@@ -313,7 +319,7 @@ class RunConfig:
         merged: dict[str, Any] = {}
         for layer, source in layers:
             _check_keys(RunConfig, layer, source, prefix="")  # name the file that has the bad key
-            merged = _deep_merge(merged, layer, source=source)
+            merged = _merge_layer(merged, layer, source=source)
         cfg = from_dict(merged, source=f"{base_path} + profile {profile}")
         if cfg.method.name != method:
             raise ConfigError(f"{base_path}: method.name is {cfg.method.name!r} but the file is for {method!r}")
@@ -397,6 +403,13 @@ def from_dict(data: Mapping[str, Any], source: str = "config") -> RunConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
     cfg = _build(RunConfig, data, source, prefix="")
+    o = cfg.optim
+    if o.warmup_fraction is not None:
+        if not 0 <= o.warmup_fraction < 1:
+            raise ConfigError(f"{source}: optim.warmup_fraction must be in [0, 1) (of the cosine horizon), "
+                              f"got {o.warmup_fraction}")
+        horizon = o.schedule_epochs or cfg.train.epochs
+        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(o, warmup_epochs=round(o.warmup_fraction * horizon, 9)))
     _check_values(cfg, source)
     return cfg
 
@@ -581,6 +594,17 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
         else:
             cur[parts[-1]] = value
     return out
+
+
+def _merge_layer(base: Mapping[str, Any], layer: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Merge a config layer; a layer that gives ``optim.warmup_epochs`` without
+    ``optim.warmup_fraction`` sets the warm-up in epochs (it clears an earlier layer's fraction):
+    the latest layer that states a warm-up wins."""
+    merged = _deep_merge(base, layer, source)
+    opt = layer.get("optim") if isinstance(layer.get("optim"), Mapping) else {}
+    if "warmup_epochs" in opt and "warmup_fraction" not in opt and isinstance(merged.get("optim"), dict):
+        merged["optim"]["warmup_fraction"] = None
+    return merged
 
 
 def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any], source: str) -> dict[str, Any]:

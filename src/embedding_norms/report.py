@@ -154,6 +154,10 @@ def load_results(results_dir: str | os.PathLike) -> list[ArtifactResult]:
     return out
 
 
+#: Tables longer than this are linked from REPORT.md instead of inlined.
+MAX_TABLE_ROWS = 40
+
+
 def claim_verdict(checks: list[ClaimCheck]) -> str:
     """Verdict of one claim from its checks: the common verdict when every evaluated check agrees
     (holds / contradicted / inconclusive), else the counts (e.g. "2 holds, 1 inconclusive");
@@ -303,7 +307,12 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
                 lines += [f"![{r.name}]({_rel(str(base / fig), base)})", ""]
         for tab in r.tables:
             if tab.endswith(".md") and (base / tab).exists():
-                lines += [f"Table `{_rel(str(base / tab), base)}`:", "", (base / tab).read_text().strip(), ""]
+                text = (base / tab).read_text().strip()
+                if text.count("\n") <= MAX_TABLE_ROWS + 1:
+                    lines += [f"Table `{_rel(str(base / tab), base)}`:", "", text, ""]
+                else:  # long tables (per-image, per-epoch histories) are linked, not inlined
+                    lines += [f"Table [`{_rel(str(base / tab), base)}`]({_rel(str(base / tab), base)}) "
+                              f"({text.count(chr(10)) - 1} rows; also as CSV and LaTeX).", ""]
         if r.checks:
             lines += ["| claim | test | statistic | regime | effect [95 % interval] | seeds | verdict |",
                       "|---|---|---|---|---|---|---|"]
