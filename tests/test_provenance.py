@@ -115,11 +115,14 @@ def test_run_refuses_data_other_than_planned(tmp_path):
 
 
 def test_runner_status_shows_stale_runs(tmp_path, capsys):
-    from reproduce import runner, tab_gradscale
-    from reproduce.common import Plan
+    from reproduce import runner
+    from reproduce.artifact import Plan, plan_artifact
+    from reproduce.registry import load_artifacts
 
     store = RunStore(tmp_path / "runs")
-    spec = tab_gradscale.runs(Plan("smoke", str(tmp_path / "nodata")))[0]
+    planned = plan_artifact(load_artifacts()["tab_gradscale"], Plan("smoke", str(tmp_path / "nodata")))
+    specs = [s for s in planned.specs.values() if s.cfg is not None]
+    spec = specs[0]
     store.ensure(spec.cfg)
     (store.path(spec.cfg) / "metrics.csv").write_text("epoch,loss\n0,1.0\n")  # trained before records were kept
     store.set_status(spec.cfg, "done")
@@ -131,5 +134,5 @@ def test_runner_status_shows_stale_runs(tmp_path, capsys):
     assert runner.main(["tab_gradscale", "--dry-run", "--retrain-stale", *args]) == 0
     out = capsys.readouterr().out
     assert spec.cfg.name in out  # listed among the runs to train
-    n_needed = len({s.cfg.hash() for s in tab_gradscale.runs(Plan("smoke", str(tmp_path / "nodata")))})
+    n_needed = len({s.cfg.hash() for s in specs})
     assert f"{n_needed} to train" in out

@@ -67,7 +67,7 @@ def test_collapse_rules_by_hand():
 
 
 def test_divergence_rules_by_hand():
-    row = {"epoch": 3, "nonfinite": 0, "emb_norm_mean": 1.0, "z_norm_mean": 1.0, "h_norm_mean": 10.0}
+    row = {"epoch": 3, "nonfinite": 0, "p_norm_mean": 1.0, "z_norm_mean": 1.0, "h_norm_mean": 10.0}
     assert divergence(row) is None
     v = divergence({**row, "h_norm_mean": EXPLODING_NORM * 2})
     assert (v.state, v.epoch, v.measure, v.value) == ("diverged", 3, "h_norm_mean", EXPLODING_NORM * 2)

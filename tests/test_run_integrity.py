@@ -12,7 +12,8 @@ from embedding_norms.config import RunConfig
 from embedding_norms.integrity import DamagedRunError
 from embedding_norms.runs import RunStore
 from embedding_norms.train import train
-from reproduce.common import RunHandle, RunSpec
+from reproduce.artifact import RunSpec
+from reproduce.context import RunHandle
 
 TINY = {"model": {"backbone": "resnet18_narrow", "width": 4, "projector_hidden_dim": 16, "projector_out_dim": 16},
         "data": {"standin": True, "train_size": 128, "test_size": 50},
@@ -96,9 +97,9 @@ def test_damaged_embeddings(run, damage):
         f.write_bytes(bytes(b))
     else:  # a valid archive with other values: only the checksum tells
         arrays = dict(np.load(f))
-        arrays["test/emb_norm"] = arrays["test/emb_norm"] * 2
+        arrays["test/z_norm"] = arrays["test/z_norm"] * 2
         np.savez(f, **arrays)
-        assert np.load(f)["test/emb_norm"].shape == arrays["test/emb_norm"].shape  # it reads fine
+        assert np.load(f)["test/z_norm"].shape == arrays["test/z_norm"].shape  # it reads fine
     _one_problem(store, cfg, "epoch_0002.npz", "checksum mismatch")
     with pytest.raises(DamagedRunError, match="epoch_0002.npz.*checksum mismatch.*retrain"):
         store.embeddings(cfg)

@@ -184,7 +184,7 @@ def _norm_records(model: SSLModel, data: RunData, device: torch.device, epoch: i
                   knn: float = float("nan")) -> tuple[dict, list[dict]]:
     out = embed(model, data.probe.images, device)
     row: dict[str, Any] = {}
-    norms = {"emb": out["emb"].norm(dim=1), "z": out["z"].norm(dim=1), "h": out["h"].norm(dim=1)}
+    norms = {v: out[v].norm(dim=1) for v in ("h", "z", "p") if v in out}  # columns h_norm_*, z_norm_*, p_norm_*
     for key, n in norms.items():
         for stat, v in norm_summary(n).items():
             row[f"{key}_norm_{stat}"] = v
@@ -216,13 +216,12 @@ def _save_embeddings(model: SSLModel, data: RunData, cfg: RunConfig, device: tor
     for name, (s, a) in splits.items():
         out = embed(model, s.images, device, augment=a, generator=g)
         try:  # float16 where representable, float32 otherwise; non-finite values are refused
-            arrays[f"{name}/emb"] = float16_or_32(out["emb"].numpy())
-            if model.predictor is not None:  # the projector output z differs from the loss embedding p
-                arrays[f"{name}/z"] = float16_or_32(out["z"].numpy())
+            for v in ("z", "p"):  # projector output z; predictor output p (SimSiam, BYOL)
+                if v in out:
+                    arrays[f"{name}/{v}"] = float16_or_32(out[v].numpy())
+                    arrays[f"{name}/{v}_norm"] = out[v].norm(dim=1).numpy().astype(np.float32)
         except ValueError as exc:
             raise Diverged(f"{name} embeddings: {exc}") from None
-        arrays[f"{name}/emb_norm"] = out["emb"].norm(dim=1).numpy().astype(np.float32)
-        arrays[f"{name}/z_norm"] = out["z"].norm(dim=1).numpy().astype(np.float32)
         arrays[f"{name}/h_norm"] = out["h"].norm(dim=1).numpy().astype(np.float32)
         arrays[f"{name}/labels"] = s.labels.numpy().astype(np.int64)
         arrays[f"{name}/indices"] = np.asarray(s.indices, dtype=np.int64)
@@ -434,9 +433,9 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
             return unhealthy(verdict)
         checkpoint(epoch)
         last = rows[-1]
-        bar.set_postfix(loss=f"{last['loss']:.3f}", norm=f"{last['emb_norm_mean']:.2f}")
-        log.info("epoch %d: loss %.4f, lr %.4g, mean embedding norm %.3f, kNN %s", epoch, last["loss"], lr,
-                 last["emb_norm_mean"], f"{last['knn_acc']:.2f}%" if not math.isnan(last["knn_acc"]) else "-")
+        bar.set_postfix(loss=f"{last['loss']:.3f}", z_norm=f"{last['z_norm_mean']:.2f}")
+        log.info("epoch %d: loss %.4f, lr %.4g, mean norm of z %.3f, kNN %s", epoch, last["loss"], lr,
+                 last["z_norm_mean"], f"{last['knn_acc']:.2f}%" if not math.isnan(last["knn_acc"]) else "-")
         store.set_status(cfg, "running", "", epoch=epoch)
     bar.close()
     verdict = collapse(rows, model.predictor is not None)
