@@ -33,6 +33,7 @@ from typing import Any, Callable, Hashable, Mapping, Optional
 
 from embedding_norms.config import ConfigError, RunConfig, artifact_params, load_profile
 from embedding_norms.data import DataError, dataset_available
+from embedding_norms.data.sources import resolve_data_source
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,13 @@ class Plan:
             if ok:
                 continue
             if self.missing_data == "standin":
-                return RunSpec(label, cfg.replace({"data": {"standin": True}}))
+                cfg = cfg.replace({"data": {"standin": True}})
+                break
             if ds == "cifar10" and self.strict:
                 raise DataError(f"profile {self.profile} needs CIFAR-10, which is not available here: {why}")
             return RunSpec(label, None, f"{ds} is not available here: {' '.join(why.split())}")
-        return RunSpec(label, cfg)
+        # the data source (JPEG archive, torchvision pickles, stand-in) is part of the run's identity
+        return RunSpec(label, resolve_data_source(cfg, self.data_dir, self.download))
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ class RunHandle:
                 "epochs": c.train.epochs, "epochs_done": int(m.epoch.max()) if len(m) else 0,
                 "train_images": c.data.train_size or "all", "dataset": c.data.dataset
                 + (" (imbalanced)" if c.data.imbalance != "none" else ""), "quirks": quirks,
-                "slurm_job_id": st.slurm_job_id}
+                "slurm_job_id": st.slurm_job_id, "stale": bool(st.finished and self.store.stale(c))}
 
 
 @dataclass
@@ -171,6 +171,13 @@ def build(planned: Planned, store: RunStore, out: OutputDirs, data_dir: Optional
         res.status, res.error = "failed", traceback.format_exc()
     res.seconds = time.time() - t0
     res.runs = [h.describe() for h in handles.values()]
+    stale = [r["label"] for r in res.runs if r.get("stale")]
+    if stale:  # results of code that no longer exists: say so on every check (issue 12)
+        for c in res.checks:
+            c.detail = (c.detail + "; " if c.detail else "") + f"rests on {len(stale)} stale run(s) trained by other code"
+        res.notes.append(f"{len(stale)} of the runs used were trained by other training code than the current one "
+                         f"(stale; e.g. {stale[0]}): `python -m reproduce {planned.artifact.name} --retrain-stale` "
+                         "retrains them.")
     if res.skipped and res.status == "built":
         res.status = "partial"
     return res

@@ -264,6 +264,15 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
         f"- **Hardware:** {env.get('cpu')}; GPU: {env.get('gpu')}; host {env.get('host')}; "
         f"Python {env.get('python')}, torch {env.get('torch')}",
     ]
+    stale = {run.get("hash") for r in results for run in r.runs if run.get("stale")}
+    lines.append(f"- **Code of the runs:** " + (f"**{len(stale)} run(s) were trained by other training code than this "
+                                                  "commit (stale)**; the checks resting on them say so "
+                                                  "(`--retrain-stale` retrains them)" if stale else
+                                                  "every run used was trained by the current training code"))
+    standin = {run.get("hash") for r in results for run in r.runs if "standin" in str(run.get("quirks", ""))}
+    if standin:
+        lines.append(f"- **Stand-in data:** {len(standin)} run(s) trained on generated stand-in images "
+                     "(data not available here); their numbers say nothing about the paper")
     if runs_summary:
         lines.append(f"- **Training runs:** {runs_summary.get('finished')} of {runs_summary.get('runs')} finished; "
                      f"their training took {runs_summary.get('train_seconds_total', 0) / 60:.1f} min in total "
