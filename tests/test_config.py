@@ -110,19 +110,39 @@ def test_replace_validates():
 
 
 def test_artifact_params_validate(tmp_path):
+    """Artifact parameters are built into the artifact's frozen dataclass: unknown keys, wrong types
+    and values its __post_init__ refuses are ConfigErrors naming the key; lists become tuples."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Params:
+        n_points: int = 500
+        lr: float = 10.0
+        sizes: tuple[int, ...] = (1, 2)
+
+        def __post_init__(self):
+            if self.n_points < 1:
+                raise ValueError(f"n_points must be >= 1, got {self.n_points}")
+
     cfg_dir = tmp_path / "configs"
     shutil.copytree(CONFIG_DIR, cfg_dir)
     prof = yaml.safe_load((cfg_dir / "profiles" / "smoke.yaml").read_text())
-    prof["artifacts"] = {"fig_x": {"n_points": 50, "lr": 1}}
-    (cfg_dir / "profiles" / "smoke.yaml").write_text(yaml.safe_dump(prof))
-    got = artifact_params("smoke", "fig_x", {"n_points": 500, "lr": 10.0, "seeds": 5}, cfg_dir)
-    assert got == {"n_points": 50, "lr": 1, "seeds": 5}
-    with pytest.raises(ConfigError, match=r"artifacts\.fig_x\.n_points.*valid keys: lr"):
-        artifact_params("smoke", "fig_x", {"lr": 10.0}, cfg_dir)
-    prof["artifacts"] = {"fig_x": {"n_points": "many"}}
-    (cfg_dir / "profiles" / "smoke.yaml").write_text(yaml.safe_dump(prof))
-    with pytest.raises(ConfigError, match=r"artifacts\.fig_x\.n_points: expected int"):
-        artifact_params("smoke", "fig_x", {"n_points": 500}, cfg_dir)
+
+    def write(section):
+        prof["artifacts"] = {"fig_x": section}
+        (cfg_dir / "profiles" / "smoke.yaml").write_text(yaml.safe_dump(prof))
+
+    write({"n_points": 50, "lr": 1, "sizes": [3, 4]})
+    assert artifact_params("smoke", "fig_x", Params, cfg_dir) == Params(50, 1.0, (3, 4))
+    write({"n_points": 50, "bogus": 1})
+    with pytest.raises(ConfigError, match=r"artifacts\.fig_x\.bogus.*valid keys here: lr, n_points, sizes"):
+        artifact_params("smoke", "fig_x", Params, cfg_dir)
+    write({"n_points": "many"})
+    with pytest.raises(ConfigError, match=r"artifacts\.fig_x\.n_points must be an integer"):
+        artifact_params("smoke", "fig_x", Params, cfg_dir)
+    write({"n_points": 0})
+    with pytest.raises(ConfigError, match=r"artifacts\.fig_x: n_points must be >= 1, got 0"):
+        artifact_params("smoke", "fig_x", Params, cfg_dir)
 
 
 # --------------------------------------------------------------------------- validation errors
@@ -257,12 +277,14 @@ def test_from_dict_rejects_non_mapping_and_names_source():
 HAND_CONFIG = {
     "method": {"name": "simclr", "loss": "infonce", "temperature": 0.5, "ema_tau": 0.99},
     "data": {"dataset": "cifar10", "imbalance": "exponential", "classes": [0, 1, 2, 3, 4], "train_size": 5000,
-             "test_size": 2000, "image_size": 32, "standin": False, "jitter_strength": 0.5},
+             "test_size": 2000, "image_size": 32, "standin": False, "jitter_strength": 0.5,
+             "subset_seed": 0},
     "model": {"backbone": "resnet18_narrow", "stem": "cifar", "width": 16, "projector_hidden_dim": 128,
               "projector_out_dim": 128, "projector_layers": 2, "projector_batchnorm": False,
               "predictor_hidden_dim": None},
     "optim": {"lr": 0.6, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-06, "batch_size": 256,
-              "accumulation_steps": 1, "warmup_epochs": 2.0, "schedule_epochs": None, "final_lr": 0.001,
+              "accumulation_steps": 1, "warmup_epochs": 2.0, "warmup_fraction": None, "schedule_epochs": None,
+              "final_lr": 0.001,
               "lr_schedule": "released", "accumulation": "released", "predictor_constant_lr": False},
     "norm": {"cut_constant": 3.0, "gradscale_power": 0.0},
     "train": {"epochs": 16, "seed": 7, "eval_epochs": [0, 1, 2, 4, 8, 16], "save_embeddings_epochs": [16],
@@ -271,7 +293,7 @@ HAND_CONFIG = {
 }
 #: sha256 of json.dumps(HAND_CONFIG, sort_keys=True, separators=(",", ":")), first 10 hex digits,
 #: computed by hand from the dict above (not from RunConfig.hash()).
-HAND_HASH = "78ce80419a"
+HAND_HASH = "6f44eb03b1"
 
 
 def _reordered(d):
