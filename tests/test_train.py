@@ -99,17 +99,17 @@ def test_smoke_run_on_real_cifar10_records_norm_growth(data_dir, tmp_path):
     assert st.state == "done", st.reason
     m = store.metrics(cfg)
     assert list(m.epoch) == [0, 1, 2]
-    for col in ["loss", "lr", "knn_acc", "emb_norm_mean", "emb_norm_median", "emb_norm_q10", "emb_norm_q90",
-                "h_norm_mean", "z_norm_mean"]:
+    for col in ["loss", "lr", "knn_acc", "z_norm_mean", "z_norm_median", "z_norm_q10", "z_norm_q90", "h_norm_mean"]:
         assert col in m.columns
-    assert m.emb_norm_mean.iloc[-1] > m.emb_norm_mean.iloc[0]
+    assert not any(c.startswith("p_norm") or c.startswith("emb") for c in m.columns)  # SimCLR has no predictor
+    assert m.z_norm_mean.iloc[-1] > m.z_norm_mean.iloc[0]
     assert not math.isnan(m.knn_acc.iloc[-1]) and not math.isnan(m.knn_acc.iloc[0])
     cn = store.class_norms(cfg)
     assert set(cn["class"]) == set(range(10)) and set(cn.epoch) == {0, 1, 2}
     emb = store.embeddings(cfg)
     for split in ("train", "train_aug", "test"):
-        assert emb[f"{split}/emb"].shape[0] == emb[f"{split}/labels"].shape[0]
-        assert np.allclose(np.linalg.norm(emb[f"{split}/emb"].astype(np.float32), axis=1), emb[f"{split}/emb_norm"],
+        assert emb[f"{split}/z"].shape[0] == emb[f"{split}/labels"].shape[0]
+        assert np.allclose(np.linalg.norm(emb[f"{split}/z"].astype(np.float32), axis=1), emb[f"{split}/z_norm"],
                            rtol=2e-3)
     d = store.path(cfg)
     assert (d / "checkpoints" / "epoch_0001.pt").exists() and (d / "checkpoints" / "epoch_0002.pt").exists()

@@ -186,10 +186,9 @@ class RunStore:
         """Saved embeddings at ``epoch`` (default: the last saved epoch).
 
         Keys are ``<split>/<field>``: splits ``train``, ``train_aug``, ``test``, ``novel``;
-        fields ``emb`` ``(N, d)`` float16 (the embedding the loss normalises: projector output
-        ``z`` for SimCLR, predictor output ``p`` for SimSiam/BYOL), ``z`` ``(N, d_z)`` float16
-        (projector output; only for methods with a predictor), ``emb_norm``, ``z_norm``,
-        ``h_norm`` ``(N,)`` float32, ``labels``, ``indices`` ``(N,)`` int64 (positions in the
+        fields ``z`` ``(N, d_z)`` (projector output), ``p`` ``(N, d_z)`` (predictor output,
+        SimSiam/BYOL only), float16 where every value fits, else float32; ``z_norm``, ``p_norm``,
+        ``h_norm`` ``(N,)`` float32; ``labels``, ``indices`` ``(N,)`` int64 (positions in the
         original split). :func:`embedding_of` picks one embedding.
 
         Raises:
