@@ -129,9 +129,13 @@ def _unknown_artifact(name: str, registry: dict[str, Artifact]) -> str:
 
 
 def train_images(cfg) -> int:
-    """Approximate number of training images of a run (subset, class holdout, imbalance)."""
-    from embedding_norms.data import IMBALANCE_BASE, SPECS, exponential_counts
+    """Number of training images of a run (subset, class holdout, imbalance): exact where the
+    dataset's size is a known fact (:func:`embedding_norms.data.expected_train_size`), else approximate."""
+    from embedding_norms.data import IMBALANCE_BASE, SPECS, expected_train_size, exponential_counts
 
+    exact = expected_train_size(cfg.data)
+    if exact is not None:
+        return exact
     spec = SPECS[cfg.data.dataset]
     n = cfg.data.train_size or spec.sizes.get("train") or 100_000
     k = spec.num_classes

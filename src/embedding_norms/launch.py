@@ -16,9 +16,10 @@ process holding its lock; the others skip it.
 from __future__ import annotations
 
 import os
-import time
 import signal
+import sys
 import tempfile
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
