@@ -252,8 +252,9 @@ def _execute_pool(todo: list[RunConfig], store: RunStore, jobs: int, data_dir, d
                            if dead else "its worker process died twice while training it")
                     results[c.hash()] = _failed(c, store, why)
                     bar.update(1)
-                else:
-                    queue.insert(0, c)  # aborted with the dead worker, or not started: train it again
+                else:  # aborted with the dead worker, or not started: train it again
+                    (Path(pid_dir) / c.hash()).unlink(missing_ok=True)
+                    queue.insert(0, c)
     bar.close()
     return results
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
-import signal
 import sys
 import time
 import traceback
@@ -34,7 +32,7 @@ from .data import DataError, RunData, SSLAugment, check_data_dir, prepare_data
 from .evaluate import embed, knn_accuracy, linear_probe, norm_summary
 from .io import atomic_path, sha256_file, write_json
 from .models import SSLModel
-from .runs import RunLock, RunLocked, RunStatus, RunStore, write_frame
+from .runs import RunLock, RunStatus, RunStore, write_frame
 
 log = logging.getLogger("embedding_norms.train")
 
@@ -410,6 +408,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    import signal  # local imports: the CLI's own needs
+
+    from .runs import RunLocked
+
     store = RunStore(args.runs)
     cfg = None
     old_term = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
@@ -477,6 +479,7 @@ def _mark_failed_in_place(store: RunStore, cfg: RunConfig, reason: str) -> None:
     Best effort: if even that fails the run is left ``running`` with a free lock, which the store
     reports as interrupted (it resumes)."""
     import json
+    import os
     import socket
 
     f = store.path(cfg) / "status.json"
