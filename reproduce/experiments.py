@@ -1,110 +1,187 @@
-"""Run declarations shared by the real-data artifacts.
+"""Run families shared by several real-data artifacts, and small helpers to read runs.
 
-Artifacts that need the same training run must declare *the same config*, so that the run
-store trains it once. Every real-data run is therefore declared through these functions:
-the base run of a method is ``RunConfig.load(method, profile)`` with no overrides, and every
-sweep changes exactly one thing relative to it.
+Artifacts that need the same training run declare *the same config* through these functions,
+so the run store trains it once. The base run of a method is ``Plan.config(method)`` with no
+overrides but the seed; every other family changes one thing relative to it (or, where the
+released code changes two, the artifact declares the control that isolates each).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
 
-from embedding_norms.config import RunConfig
+from .artifact import Plan, RunSpec, seeded
 
-from .common import Plan, RunHandle, RunSpec
-
-#: Weight-decay sweeps of the paper (PAPER.md, "Weight-decay sweep").
-WEIGHT_DECAYS = {"simclr": [0.0, 1e-8, 1e-6, 1e-4], "simsiam": [0.0, 5e-6, 5e-4, 5e-2]}
 #: Released default weight decay per method (configs/<method>.yaml).
 DEFAULT_WD = {"simclr": 1e-6, "simsiam": 5e-4, "byol": 5e-4}
 
 
-def base_label(method: str, dataset: str = "cifar10") -> str:
-    """Label of a method's base run: ``method`` on CIFAR-10, ``method/dataset`` otherwise."""
-    return method if dataset == "cifar10" else f"{method}/{dataset}"
+def merge(*parts: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """Merge nested override dicts (later parts win, one level of sections deep)."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for k, v in (part or {}).items():
+            if isinstance(v, Mapping):
+                out.setdefault(k, {}).update(v)
+            else:
+                out[k] = v
+    return out
 
 
-def base_run(plan: Plan, method: str, dataset: str = "cifar10", extra: Optional[dict[str, Any]] = None,
-             label: Optional[str] = None) -> RunSpec:
-    """The method's released settings at the profile's scale (optionally another dataset)."""
-    ov: dict[str, Any] = {}
-    if dataset != "cifar10":
-        ov["data"] = {"dataset": dataset}
-    if dataset not in ("cifar10", "cifar100"):  # released code: CIFAR stem only for CIFAR; s = 1 elsewhere
+def dataset_overrides(dataset: str) -> dict[str, Any]:
+    """Overrides that put a base run on ``dataset``: the released code uses the CIFAR stem and
+    colour-jitter strength 0.5 only for CIFAR, 128 px and s = 1 elsewhere."""
+    if dataset == "cifar10":
+        return {}
+    ov: dict[str, Any] = {"data": {"dataset": dataset}}
+    if dataset not in ("cifar10", "cifar100"):
         ov["data"].update(image_size=128, jitter_strength=1.0)
         ov["model"] = {"stem": "imagenet"}
-    for k, v in (extra or {}).items():
-        ov.setdefault(k, {}).update(v)
-    return plan.run(method, label or base_label(method, dataset), ov)
+    return ov
 
 
-def wd_run(plan: Plan, method: str, wd: float) -> RunSpec:
-    """Base run with weight decay ``wd`` (the default value gives the base run itself)."""
-    return base_run(plan, method, extra={"optim": {"weight_decay": float(wd)}}, label=f"{method}/wd={wd:g}")
+def label(method: str, seed: int, dataset: str = "cifar10", *parts: str) -> str:
+    """Display label of a run: ``method[/dataset]/part.../seed=s``."""
+    return "/".join([method] + ([dataset] if dataset != "cifar10" else []) + list(parts) + [f"seed={seed}"])
 
 
-def cut_run(plan: Plan, method: str, c: float, dataset: str = "cifar10", extra: Optional[dict] = None) -> RunSpec:
-    """Base run with cut-initialization constant ``c`` (``c = 1`` gives the base run)."""
-    ex = {"norm": {"cut_constant": float(c)}}
-    for k, v in (extra or {}).items():
-        ex.setdefault(k, {}).update(v)
-    return base_run(plan, method, dataset, ex, label=f"{base_label(method, dataset)}/c={c:g}")
+def base_run(plan: Plan, method: str, seed: int, dataset: str = "cifar10",
+             extra: Optional[Mapping[str, Any]] = None, tag: str = "") -> RunSpec:
+    """The method's released settings at the profile's scale, with training seed ``seed``
+    (optionally on another dataset, optionally with ``extra`` overrides described by ``tag``)."""
+    ov = seeded(plan, merge(dataset_overrides(dataset), extra), seed)
+    return plan.run(method, label(method, seed, dataset, *([tag] if tag else [])), ov)
 
 
-def gradscale_run(plan: Plan, method: str, power: float, imbalanced: bool, dataset: str = "cifar10",
-                  lr: float = 0.1, warmup_fraction: float = 100 / 512, extra: Optional[dict] = None) -> RunSpec:
-    """Base run with GradScale power ``p`` on balanced or imbalanced data.
+#: Balanced pool of an imbalanced run, as a multiple of the profile's training subset (capped
+#: at the full training set): quick (5000 images) -> the full set, as released.
+IMBALANCED_POOL_FACTOR = 10
 
-    ``p > 0`` uses the released GradScale example's optimiser settings: lr 0.1 and a warm-up
-    of 100 of 512 epochs, i.e. ``warmup_fraction`` of the cosine horizon at this profile's scale.
-    ``p = 0`` is the base run (on imbalanced data: the base run with ``data.imbalance``).
+
+def imbalanced_overrides(plan: Plan, method: str) -> dict[str, Any]:
+    """Exponentially imbalanced CIFAR-10 as released (class ``i`` keeps ``n * 1.5**-i`` of a
+    balanced pool with ``n`` images per class), colour-jitter strength ``s = 1`` (the released
+    ``get_transforms`` sets 0.5 only for the dataset names ``cifar10``/``cifar100``; the imbalanced
+    sets are named ``*_unbalanced``).
+
+    ``paper`` (no training subset): the full training set and the base run's epochs, as released.
+    Reduced profiles: a pool of :data:`IMBALANCED_POOL_FACTOR` x the profile's training subset
+    (capped at the full set; ``quick``: the full set, 14 717 images), trained for as many epochs
+    as give the balanced base run's number of optimizer steps, so that the per-class effect has
+    as many steps to form as any other run (issue 15).
     """
-    ex: dict[str, Any] = {}
-    if imbalanced:
-        ex["data"] = {"imbalance": "exponential"}
-    if power:
-        c = RunConfig.load(method, plan.profile, ex)  # the profile's cosine horizon
-        horizon = c.optim.schedule_epochs or c.train.epochs
-        ex["norm"] = {"gradscale_power": float(power)}
-        ex["optim"] = {"lr": float(lr), "warmup_epochs": float(round(warmup_fraction * horizon, 4))}
-    for k, v in (extra or {}).items():
-        ex.setdefault(k, {}).update(v)
-    tag = "imbalanced" if imbalanced else "balanced"
-    return base_run(plan, method, dataset, ex, label=f"{base_label(method, dataset)}/{tag}/p={power:g}")
+    from embedding_norms.data import IMBALANCE_BASE, exponential_counts
+
+    base = plan.config(method)
+    ov: dict[str, Any] = {"data": {"imbalance": "exponential", "jitter_strength": 1.0}}
+    if base.data.train_size is None:
+        return ov
+    full = 50_000
+    pool = min(full, IMBALANCED_POOL_FACTOR * base.data.train_size)
+    ov["data"]["train_size"] = None if pool == full else pool
+    n_imb = sum(exponential_counts(pool // 10, 10, IMBALANCE_BASE["cifar10"]))
+    epochs = max(1, round(base.train.epochs * base.data.train_size / n_imb))
+    evals = sorted({min(epochs, int(round(e * epochs / base.train.epochs))) for e in base.train.eval_epochs})
+    ov["train"] = {"epochs": epochs, "eval_epochs": evals, "save_embeddings_epochs": [epochs]}
+    return ov  # the warm-up follows the run through optim.warmup_fraction
 
 
-def knn_curve(run: RunHandle) -> pd.Series:
-    """kNN accuracy (%) by epoch at the run's evaluation epochs (empty if none)."""
+def knn_curve(run) -> pd.Series:
+    """kNN accuracy (%) of a run by evaluation epoch (empty if none)."""
     m = run.metrics()
     if not len(m) or "knn_acc" not in m:
         return pd.Series(dtype=float)
     m = m.dropna(subset=["knn_acc"])
-    return pd.Series(m.knn_acc.values, index=m.epoch.values, name=run.label)
+    return pd.Series(m.knn_acc.values, index=m.epoch.values.astype(int), name=run.label)
 
 
-def first_epoch_reaching(curve: pd.Series, target: float) -> Optional[int]:
-    """First evaluation epoch at which ``curve`` >= ``target`` (None if never)."""
-    hit = curve[curve >= target]
-    return int(hit.index[0]) if len(hit) else None
-
-
-def state_of(run: RunHandle) -> str:
-    """'done', 'diverged (epoch N)', 'failed', 'skipped', ... for tables."""
+def state_of(run) -> str:
+    """'done', 'diverged (epoch N)', 'collapsed (epoch N)', 'failed', ... for tables."""
     st = run.status
-    if st.state == "diverged":
-        return f"diverged (epoch {st.epoch})"
+    if st.state in ("diverged", "collapsed") and getattr(st, "epoch", None) is not None:
+        return f"{st.state} (epoch {st.epoch})"
     return st.state
 
 
 def spearman(x, y) -> float:
-    """Spearman rank correlation (NaN when undefined)."""
+    """Spearman rank correlation (NaN when undefined: fewer than 3 points or a constant input)."""
     from scipy.stats import spearmanr
 
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(spearmanr(x, y).statistic)
+
+
+def paired_effects(frame: pd.DataFrame, arm_col: str, treat, control, value: str,
+                   by: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Per-seed effects ``value(treat) - value(control)`` of a long table.
+
+    Args:
+        frame: long table with columns ``seed``, ``arm_col``, ``value`` and the ``by`` columns.
+        arm_col: the column that names the arm (e.g. ``c``).
+        treat, control: the two arm values to compare.
+        value: the measured column (e.g. ``knn_acc``).
+        by: columns that define separate comparisons (e.g. ``("method", "epoch")``).
+
+    Returns:
+        One row per (``by``..., seed) where both arms exist: the ``by`` columns, ``seed``,
+        ``treat``, ``control``, ``effect``.
+    """
+    keys = list(by) + ["seed"]
+    a = frame[frame[arm_col] == treat].set_index(keys)[value].rename("treat")
+    b = frame[frame[arm_col] == control].set_index(keys)[value].rename("control")
+    j = pd.concat([a, b], axis=1, join="inner").dropna()
+    j["effect"] = j["treat"] - j["control"]
+    return j.reset_index()
+
+
+def effect_table(effects: pd.DataFrame, by: tuple[str, ...], level: float = 0.95) -> pd.DataFrame:
+    """Mean effect with its t-interval over seeds for each group of a per-seed effect table.
+
+    Args:
+        effects: rows of :func:`paired_effects` (or any table with ``seed`` and ``effect``).
+        by: grouping columns (e.g. ``("method", "c", "epoch")``).
+
+    Returns:
+        One row per group: the ``by`` columns, ``effect`` (mean), ``ci_low``, ``ci_high``,
+        ``seeds`` (n), ``per_seed`` (the values, seed order).
+    """
+    from embedding_norms.stats import seed_interval
+
+    rows = []
+    for keys, g in effects.groupby(list(by), sort=True):
+        g = g.sort_values("seed")
+        iv = seed_interval(g["effect"].tolist(), level)
+        rows.append(dict(zip(by, keys if isinstance(keys, tuple) else (keys,)), effect=iv.mean, ci_low=iv.low,
+                         ci_high=iv.high, seeds=iv.n, per_seed=[round(float(v), 4) for v in g["effect"]]))
+    return pd.DataFrame(rows)
+
+
+def wd_run(plan: Plan, method: str, wd: float, seed: int) -> RunSpec:
+    """The base run with weight decay ``wd`` (the released default gives the base run itself)."""
+    if wd == DEFAULT_WD[method]:
+        return base_run(plan, method, seed)
+    return base_run(plan, method, seed, extra={"optim": {"weight_decay": float(wd)}}, tag=f"wd={wd:g}")
+
+
+def norm_column(vector: str, stat: str = "mean") -> str:
+    """Metrics column of a vector's norm statistic: ``z_norm_mean``, ``p_norm_q90``, ``h_norm_mean``..."""
+    if vector not in ("h", "z", "p"):
+        raise ValueError(f"vector must be h, z or p, got {vector!r}")
+    return f"{vector}_norm_{stat}"
+
+
+def vectors_of(method: str) -> tuple[str, ...]:
+    """The embedding vectors a method has: z (projector output) always, p (predictor output) for
+    SimSiam and BYOL."""
+    return ("z",) if method == "simclr" else ("z", "p")
+
+
+def imbalanced_run(plan: Plan, method: str, seed: int) -> RunSpec:
+    """The base run on imbalanced CIFAR-10 (:func:`imbalanced_overrides`); the ``base`` arm of
+    tab_gradscale's imbalanced comparison and the run of fig_imbalance_norms."""
+    return base_run(plan, method, seed, extra=imbalanced_overrides(plan, method), tag="imbalanced/base")

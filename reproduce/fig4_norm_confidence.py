@@ -1,68 +1,61 @@
-"""Figure 4 of the paper: embedding norms encode confidence (PAPER.md claim 5).
+"""Figure 4 of the paper: embedding norms encode confidence (PAPER.md claim 5), over seeds.
 
 Three panels, SimCLR and SimSiam, x = embedding norm min-max normalised to [0, 1] over the data
 set and cut into 20 buckets of width 0.05:
 
-- left: per bucket, accuracy of a leave-one-out kNN classifier (k = 10, cosine) fit on all
-  training embeddings (buckets with >= 10 samples drawn); CIFAR-10 (``paper`` adds CIFAR-100
-  and ImageNet-100 where available);
-- middle: per bucket, agreement of the CIFAR-10N aggregate human label with the true label on
-  the training images (buckets with >= 50 samples; CIFAR-100N noisy label in ``paper``);
+- left: per bucket, accuracy of a kNN classifier (k = 10) on the training embeddings (buckets
+  with >= 10 samples). Two variants, each with its own checks: ``self`` (released, the main
+  figure): ``KNeighborsClassifier(n_neighbors=10)`` fit on the L2-normalised embeddings and
+  predicting the same embeddings, so each image votes for itself; ``loo``: leave-one-out
+  cosine kNN (figure ``_loo``);
+- middle: per bucket, agreement of the CIFAR-10N aggregate human label (CIFAR-100N noisy label)
+  with the true label on the training images (buckets with >= 50 samples, as released);
 - right: per bucket, mean entropy (bits) of the CIFAR-10H human label distribution on the
-  (un-augmented) test images (buckets with >= 50 samples).
+  un-augmented test images (buckets with >= 10 samples, as released).
 
-The embedding is the projector output z (PAPER.md: "Figure-4 analyses use the projector embedding";
-``embedding: loss`` uses the predictor output p that SimSiam's loss normalises instead).
-The training embeddings are those of one augmented view per image (the released code's choice,
-``train_view: augmented``) or of the un-augmented images; the figure named
-``fig4_norm_confidence`` shows ``train_view`` and, with ``both_views``, the other view is saved as
-``fig4_norm_confidence_<view>``. The runs are the default CIFAR-10 runs shared with the other
-artifacts (``plan.run(method, method, {})``).
+Vector: the projector output z (``vector: z``, the released notebook's ``embedding_layer =
+'projector'``), or the predictor output p (``vector: p``, SimSiam/BYOL only). Training view:
+``released`` = one augmented view per image on CIFAR, the un-augmented images on ImageNet-100
+(the released ImageNet-100 dataset never applies its transform); ``both_views`` adds the other
+view (figure ``_<view>``). Runs: each method's base run per dataset and seed, shared with the
+other artifacts. A check is the Spearman rho of the bucket trend per seed, with a t-interval
+over seeds.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Optional
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from embedding_norms.analysis import (align_human_labels, bucket_statistics, bucket_trend, human_label_entropy,
-                                      knn_loo_correct)
-from embedding_norms.config import DATASETS, METHODS, ConfigError
-from embedding_norms.data import DataError, HumanLabelError, load_cifar10h, load_cifar10n, load_cifar100n
+                                      knn_loo_correct, knn_self_vote_correct)
+from embedding_norms.config import METHODS
+from embedding_norms.data import DataError, load_cifar10h, load_cifar10n, load_cifar100n
+from embedding_norms.data.sources import resolve_data_dir
 from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS
-from embedding_norms.runs import EMBEDDINGS, embedding_of, write_frame
-from reproduce.common import Artifact, BuildContext, Plan, RunSpec, main_single
-from reproduce.experiments import base_run
+from embedding_norms.report import ClaimCheck
+from embedding_norms.runs import VECTORS, embedding_of
+from reproduce.artifact import Plan, RunSpec
+from reproduce.experiments import base_run, effect_table
 
-NAME = "fig4_norm_confidence"
+PAPER_REF = "Figure 4"
+TITLE = "Embedding norms encode confidence: kNN accuracy, human agreement and human uncertainty per norm bucket"
+CLAIMS = ("norm-knn", "norm-human")
+VECTOR = "projector output z (option: predictor output p)"
 
-DEFAULTS: dict[str, Any] = {
-    "methods": ["simclr", "simsiam"],
-    "datasets": ["cifar10"],          # paper: cifar10, cifar100, imagenet100
-    "n_buckets": 20,
-    "knn_k": 10,
-    "min_count_knn": 10,              # buckets with fewer samples are not drawn (left panel)
-    "min_count_human": 50,            # same for the human-label panels (middle, right)
-    "train_view": "augmented",        # released code: one augmented view of each training image
-    "embedding": "projector",         # PAPER.md: projector output z; "loss": predictor output for SimSiam
-    "both_views": True,               # also build the figure of the other view
-}
-
-#: Datasets of the figure; each uses the method's base run on it (``reproduce.experiments.base_run``),
-#: shared with the other artifacts.
 SUPPORTED_DATASETS = ("cifar10", "cifar100", "imagenet100")
 DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet100": "ImageNet-100"}
-
-#: view name -> run-store split of the training embeddings
-VIEWS = {"augmented": "train_aug", "unaugmented": "train"}
-VIEW_TEXT = {"augmented": "one augmented view of each training image (released code's choice)",
-             "unaugmented": "un-augmented training images"}
-
-#: Human-label sources: what the file must be, for messages (file names and expected shapes).
+#: view -> run-store split of the training embeddings
+SPLITS = {"augmented": "train_aug", "unaugmented": "train"}
+#: the released training view per dataset
+RELEASED_VIEW = {"cifar10": "augmented", "cifar100": "augmented", "imagenet100": "unaugmented"}
+KNN_VARIANTS = {"self": "kNN (k={k}, fit on the normalised embeddings, each image votes for itself; released)",
+                "loo": "kNN (k={k}, cosine, leave-one-out)"}
+#: dataset -> (human source, key of the human label) for the middle panel
+TRAIN_HUMAN = {"cifar10": ("cifar10n", "aggre_label"), "cifar100": ("cifar100n", "noisy_label")}
 EXPECTED = {
     "cifar10n": "CIFAR-10N file cifar10n_labels.npz or CIFAR-10_human.pt with int keys clean_label, "
                 "aggre_label of shape (50000,) in original CIFAR-10 train order",
@@ -70,283 +63,275 @@ EXPECTED = {
                  "noisy_label of shape (50000,) in original CIFAR-100 train order",
     "cifar10h": "CIFAR-10H file cifar10h-probs.npy, float (10000, 10) in original CIFAR-10 test order",
 }
-#: dataset -> (human source, key of the human label) for the middle panel
-TRAIN_HUMAN = {"cifar10": ("cifar10n", "aggre_label"), "cifar100": ("cifar100n", "noisy_label")}
-
-PANELS = {
-    "knn": ("kNN accuracy (%)", "kNN accuracy (k={k}, cosine, leave-one-out)"),
-    "agreement": ("human label = true label (%)", "human-label agreement (train)"),
-    "entropy": ("human label entropy (bits)", "CIFAR-10H entropy (test, un-augmented)"),
-}
+LOADERS = {"cifar10n": load_cifar10n, "cifar100n": load_cifar100n, "cifar10h": load_cifar10h}
+PANELS = {"knn": "kNN accuracy (%)", "agreement": "human label = true label (%)",
+          "entropy": "CIFAR-10H entropy (bits)"}
+STANDIN = "the run was trained on generated stand-in images (data not available), so human labels do not apply"
 
 
-def _label(method: str, dataset: str) -> str:
-    return method if dataset == "cifar10" else f"{method}-{dataset}"
+@dataclass(frozen=True)
+class Params:
+    """``artifacts.fig4_norm_confidence`` of a profile."""
+
+    methods: tuple[str, ...] = ("simclr", "simsiam")
+    datasets: tuple[str, ...] = ("cifar10",)        # paper: cifar10, cifar100, imagenet100
+    vector: str = "z"                               # z = projector output (released); p = predictor output
+    n_buckets: int = 20
+    knn_k: int = 10
+    knn_variants: tuple[str, ...] = ("self", "loo")  # first = main figure
+    min_count_knn: int = 10
+    min_count_agreement: int = 50
+    min_count_entropy: int = 10
+    train_view: str = "released"                    # released (per dataset), augmented or unaugmented
+    both_views: bool = True                         # also the other training view (own figure and checks)
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"methods: unknown {bad}; choose from {', '.join(METHODS)}")
+        bad = [d for d in self.datasets if d not in SUPPORTED_DATASETS]
+        if bad or not self.datasets:
+            raise ValueError(f"datasets: unsupported {bad}; choose from {', '.join(SUPPORTED_DATASETS)}")
+        if self.vector not in VECTORS:
+            raise ValueError(f"vector must be one of {', '.join(VECTORS)}, got {self.vector!r}")
+        if self.vector == "p" and "simclr" in self.methods:
+            raise ValueError("vector p (predictor output) needs methods with a predictor; SimCLR has none "
+                             "(remove simclr from methods or use vector z)")
+        bad = [v for v in self.knn_variants if v not in KNN_VARIANTS]
+        if bad or not self.knn_variants:
+            raise ValueError(f"knn_variants: unknown {bad}; choose from {', '.join(KNN_VARIANTS)}")
+        if self.train_view not in ("released", *SPLITS):
+            raise ValueError(f"train_view must be released, augmented or unaugmented, got {self.train_view!r}")
+        if self.n_buckets < 2 or self.knn_k < 1 or min(self.min_count_knn, self.min_count_agreement,
+                                                       self.min_count_entropy) < 1:
+            raise ValueError("need n_buckets >= 2, knn_k >= 1 and every min_count_* >= 1")
+
+    def views(self, dataset: str) -> list[str]:
+        """Training views of ``dataset``: the shown one first, then the other with ``both_views``."""
+        first = RELEASED_VIEW[dataset] if self.train_view == "released" else self.train_view
+        return [first] + ([v for v in SPLITS if v != first] if self.both_views else [])
 
 
-def _params(p: dict[str, Any], source: str) -> dict[str, Any]:
-    for m in p["methods"]:
-        if m not in METHODS:
-            raise ConfigError(f"{source}: artifacts.{NAME}.methods: unknown method {m!r}; choose from {', '.join(METHODS)}")
-    for d in p["datasets"]:
-        if d not in SUPPORTED_DATASETS:
-            raise ConfigError(f"{source}: artifacts.{NAME}.datasets: {d!r} not supported; choose from "
-                              f"{', '.join(SUPPORTED_DATASETS)} (known datasets: {', '.join(DATASETS)})")
-    if p["train_view"] not in VIEWS:
-        raise ConfigError(f"{source}: artifacts.{NAME}.train_view must be one of {', '.join(VIEWS)}, got {p['train_view']!r}")
-    if p["embedding"] not in EMBEDDINGS:
-        raise ConfigError(f"{source}: artifacts.{NAME}.embedding must be one of {', '.join(EMBEDDINGS)}, "
-                          f"got {p['embedding']!r}")
-    if p["n_buckets"] < 2 or p["knn_k"] < 1:
-        raise ConfigError(f"{source}: artifacts.{NAME}: need n_buckets >= 2 and knn_k >= 1")
-    return p
+class Key(NamedTuple):
+    dataset: str
+    method: str
+    seed: int
 
 
-def runs(plan: Plan) -> list[RunSpec]:
-    """The training runs this artifact needs at ``plan``'s profile (see the module docstring)."""
-    p = _params(plan.params(NAME, DEFAULTS), f"profile {plan.profile}")
-    return [base_run(plan, m, ds, label=_label(m, ds)) for ds in p["datasets"] for m in p["methods"]]
+def runs(plan: Plan, p: Params) -> dict[Key, RunSpec]:
+    """The base run of every method on every dataset and seed (shared with the other artifacts)."""
+    return {Key(ds, m, s): base_run(plan, m, s, ds) for ds in p.datasets for m in p.methods for s in plan.seeds}
 
 
-class _Human:
-    """Loads each human-label file once; remembers why one cannot be used."""
-
-    def __init__(self, data_dir: Optional[str]):
-        self.data_dir = data_dir
-        self.cache: dict[str, tuple[Any, str]] = {}
-
-    def get(self, kind: str) -> tuple[Any, str]:
-        """(data, '') for a human-label source, or (None, reason) when it cannot be used."""
-        if kind not in self.cache:
-            if self.data_dir is None:
-                self.cache[kind] = (None, f"no data folder given (--data-dir or EMBEDDING_NORMS_DATA); "
-                                          f"needs the {EXPECTED[kind]}")
-            else:
-                loader = {"cifar10n": load_cifar10n, "cifar100n": load_cifar100n, "cifar10h": load_cifar10h}[kind]
-                try:
-                    self.cache[kind] = (loader(self.data_dir), "")
-                except DataError as exc:  # HumanLabelError is a DataError
-                    self.cache[kind] = (None, f"{exc} (expected: {EXPECTED[kind]})")
-        return self.cache[kind]
+def _data_dir(runs: dict) -> Optional[str]:
+    """The offline data folder: a run handle's ``data_dir`` if it has one, else ``$EMBEDDING_NORMS_DATA``."""
+    for h in runs.values():
+        if getattr(h, "data_dir", None):
+            return str(h.data_dir)
+    d = resolve_data_dir(None)
+    return str(d) if d else None
 
 
-def _rows(table: pd.DataFrame, **keys: Any) -> pd.DataFrame:
-    t = table.copy()
-    for k, v in keys.items():
-        t.insert(0, k, v)
-    return t
-
-
-def build(ctx: BuildContext) -> None:
-    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
-    p = _params(ctx.params(DEFAULTS), f"profile {ctx.profile}")
-    nb, k = int(p["n_buckets"]), int(p["knn_k"])
-    views = [p["train_view"]] + ([v for v in VIEWS if v != p["train_view"]] if p["both_views"] else [])
-    human = _Human(ctx.plan.data_dir)
-    frames: list[pd.DataFrame] = []
-    skipped_panels: dict[tuple[str, str, str], str] = {}  # (panel, method, dataset) -> reason
-    skip_seen: set[tuple[str, str]] = set()
-
-    def skip(part: str, reason: str, run: Optional[str] = None) -> None:
-        if (part, reason) not in skip_seen:
-            skip_seen.add((part, reason))
-            ctx.skip(part, reason, run=run)
-
-    def skip_panel(panel: str, method: str, ds: str, part: str, reason: str, short: Optional[str] = None) -> None:
-        """A human-label panel not drawn for (method, ds): noted in the figure (``short``) and REPORT.md."""
-        skipped_panels[(panel, method, ds)] = short or reason
-        skip(part, reason)
-
-    STANDIN = ("run trained on generated stand-in images",
-               "the run was trained on generated stand-in images (data not available), so human labels do not apply")
-
-    for ds in p["datasets"]:
-        for method in p["methods"]:
-            h = ctx.run(_label(method, ds))
-            if not h.usable:
-                st = h.status
-                skip(f"{METHOD_LABELS[method]} on {DATASET_LABELS[ds]}", f"run {h.label} {st.state}"
-                     + (f": {st.reason}" if st.reason else ""), run=h.label)
-                continue
+def _human(kind: str, data_dir: Optional[str], cache: dict) -> tuple[Any, str]:
+    """(data, "") for a human-label source, or (None, reason) when it cannot be used."""
+    if kind not in cache:
+        if data_dir is None:
+            cache[kind] = (None, f"no data folder (--data-dir or EMBEDDING_NORMS_DATA); needs the {EXPECTED[kind]}")
+        else:
             try:
-                emb = h.embeddings()
-            except FileNotFoundError as exc:
-                skip(f"{METHOD_LABELS[method]} on {DATASET_LABELS[ds]}", str(exc))
-                continue
-            standin = h.cfg.data.standin
-            for view in views:
-                split = VIEWS[view]
+                cache[kind] = (LOADERS[kind](data_dir), "")
+            except DataError as exc:  # HumanLabelError is a DataError
+                cache[kind] = (None, f"{exc} (expected: {EXPECTED[kind]})")
+    return cache[kind]
+
+
+def _panels(key: Key, emb: dict, standin: bool, p: Params, data_dir: Optional[str], cache: dict):
+    """Bucket tables of one run: yields (panel, variant, view, table or None, reason)."""
+    nb, k = p.n_buckets, p.knn_k
+    for view in p.views(key.dataset):
+        split = SPLITS[view]
+        try:
+            norms = embedding_of(emb, split, p.vector, vectors=False)[1]
+            labels = emb[f"{split}/labels"]
+        except (KeyError, ValueError) as exc:
+            for v in p.knn_variants:
+                yield "knn", v, view, None, str(exc.args[0])
+            if key.dataset in TRAIN_HUMAN:
+                yield "agreement", "", view, None, str(exc.args[0])
+            continue
+        for v in p.knn_variants:
+            try:
+                vectors = embedding_of(emb, split, p.vector)[0]
+                correct = (knn_self_vote_correct if v == "self" else knn_loo_correct)(vectors, labels, k)
+                yield "knn", v, view, bucket_statistics(norms, {"value": 100.0 * correct}, nb, p.min_count_knn), ""
+            except (KeyError, ValueError) as exc:
+                yield "knn", v, view, None, str(exc.args[0])
+        if key.dataset in TRAIN_HUMAN:
+            kind, field = TRAIN_HUMAN[key.dataset]
+            data, why = (None, STANDIN) if standin else _human(kind, data_dir, cache)
+            if data is not None:
                 try:
-                    vectors, norms = embedding_of(emb, split, p["embedding"])
-                except KeyError as exc:
-                    skip(f"{h.label} {view} view", str(exc.args[0]))
-                    continue
-                labels = emb[f"{split}/labels"]
-                try:
-                    correct = knn_loo_correct(vectors, labels, k)
-                    t = bucket_statistics(norms, {"value": 100.0 * correct}, nb, int(p["min_count_knn"]))
-                except ValueError as exc:
-                    skip(f"{h.label} {view} view", str(exc))
-                    continue
-                frames.append(_rows(t, view=view, dataset=ds, method=method, panel="knn"))
-                if ds not in TRAIN_HUMAN:
-                    continue
-                kind, key = TRAIN_HUMAN[ds]
-                part = f"middle panel ({kind}) for {h.label}"
-                if standin:
-                    skip_panel("agreement", method, ds, part, STANDIN[1], STANDIN[0])
-                    continue
-                data, why = human.get(kind)
-                if data is None:
-                    skip_panel("agreement", method, ds, f"middle panel ({kind})", why)
-                    continue
-                try:
-                    hl = align_human_labels(data[key], emb[f"{split}/indices"], labels,
-                                            f"{kind} {key} ({EXPECTED[kind]})", min_agreement=0.3,
+                    hl = align_human_labels(data[field], emb[f"{split}/indices"], labels,
+                                            f"{kind} {field} ({EXPECTED[kind]})", min_agreement=0.3,
                                             reference=data["clean_label"])
-                except HumanLabelError as exc:
-                    skip_panel("agreement", method, ds, part, str(exc))
+                    yield "agreement", "", view, bucket_statistics(norms, {"value": 100.0 * (hl == labels)}, nb,
+                                                                   p.min_count_agreement), ""
                     continue
-                t = bucket_statistics(norms, {"value": 100.0 * (hl == labels)}, nb, int(p["min_count_human"]))
-                frames.append(_rows(t, view=view, dataset=ds, method=method, panel="agreement"))
-            if ds != "cifar10":
-                continue
-            part = f"right panel (CIFAR-10H) for {h.label}"
-            if standin:
-                skip_panel("entropy", method, ds, part, STANDIN[1], STANDIN[0])
-                continue
-            probs, why = human.get("cifar10h")
-            if probs is None:
-                skip_panel("entropy", method, ds, "right panel (cifar10h)", why)
-                continue
+                except DataError as exc:
+                    why = str(exc)
+            yield "agreement", "", view, None, why
+    if key.dataset == "cifar10":
+        probs, why = (None, STANDIN) if standin else _human("cifar10h", data_dir, cache)
+        if probs is not None:
             try:
                 ph = align_human_labels(probs, emb["test/indices"], emb["test/labels"],
                                         f"cifar10h ({EXPECTED['cifar10h']})", min_agreement=0.95)
-                test_norms = embedding_of(emb, "test", p["embedding"], vectors=False)[1]
-                t = bucket_statistics(test_norms, {"value": human_label_entropy(ph)}, nb, int(p["min_count_human"]))
-            except (HumanLabelError, ValueError) as exc:
-                skip_panel("entropy", method, ds, part, str(exc))
+                norms = embedding_of(emb, "test", p.vector, vectors=False)[1]
+                yield "entropy", "", "test", bucket_statistics(norms, {"value": human_label_entropy(ph)}, nb,
+                                                               p.min_count_entropy), ""
+                return
+            except (DataError, KeyError, ValueError) as exc:
+                why = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
+        yield "entropy", "", "test", None, why
+
+
+def frames(runs: dict[Key, Any], p: Params) -> dict[str, pd.DataFrame]:
+    """``""``: mean Spearman rho of each bucket trend over seeds with its interval; ``buckets``:
+    per-bucket values of every run (long); ``trend``: rho per seed; ``_skipped``: panels not drawn."""
+    data_dir, cache = _data_dir(runs), {}
+    buckets, trends, skipped = [], [], []
+    for key, run in runs.items():
+        if not run.usable:
+            continue                               # recorded once by the builder
+        try:
+            emb = run.embeddings()
+        except FileNotFoundError as exc:
+            skipped.append({**key._asdict(), "panel": "all", "variant": "", "view": "", "reason": str(exc)})
+            continue
+        for panel, variant, view, t, why in _panels(key, emb, bool(run.cfg.data.standin), p, data_dir, cache):
+            ids = {**key._asdict(), "panel": panel, "variant": variant, "view": view}
+            if t is None:
+                skipped.append({**ids, "reason": why})
                 continue
-            frames.append(_rows(t, view="test", dataset=ds, method=method, panel="entropy"))
+            buckets.append(t.assign(**ids))
+            tr = bucket_trend(t, "value")
+            trends.append({**ids, "effect": tr["rho"], "buckets": int(tr["n_buckets"]), "samples": int(t["count"].sum())})
+    cols = ["panel", "variant", "dataset", "method", "view", "seed", "bucket", "lo", "hi", "mid", "count", "value"]
+    bt = pd.concat(buckets, ignore_index=True)[cols] if buckets else pd.DataFrame(columns=cols)
+    tt = pd.DataFrame(trends, columns=["panel", "variant", "dataset", "method", "view", "seed", "effect", "buckets",
+                                       "samples"])
+    by = ("panel", "variant", "dataset", "method", "view")
+    table = effect_table(tt.dropna(subset=["effect"]), by).rename(columns={"effect": "spearman_rho"}) if len(tt) else tt
+    return {"": table, "buckets": bt, "trend": tt, "_skipped": pd.DataFrame(skipped)}
 
-    cols = ["panel", "method", "dataset", "view", "bucket", "lo", "hi", "mid", "count", "value"]
-    buckets = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
-    path = ctx.out.tables / f"{NAME}_buckets.csv"
-    write_frame(path, buckets)
-    ctx.add_table_file(path)
 
-    # ---- trends and claim checks
-    summary = []
-    for (panel, method, ds, view), t in buckets.groupby(["panel", "method", "dataset", "view"], sort=False):
-        tr = bucket_trend(t, "value")
-        t = t.sort_values("bucket")
-        summary.append({"panel": panel, "method": method, "dataset": ds, "view": view,
-                        "buckets": int(tr["n_buckets"]), "samples": int(t["count"].sum()),
-                        "spearman_rho": tr["rho"], "p_value": tr["p"],
-                        "monotone": {1.0: "rising", -1.0: "falling", 0.0: "no"}.get(tr["monotone"], "n/a"),
-                        "lowest_bucket": float(t["value"].iloc[0]), "highest_bucket": float(t["value"].iloc[-1])})
-    order = {"knn": 0, "agreement": 1, "entropy": 2}
-    summary.sort(key=lambda r: (order[r["panel"]], p["datasets"].index(r["dataset"]), p["methods"].index(r["method"]),
-                                r["view"] != p["train_view"]))
-    if summary:
-        ctx.save_table(pd.DataFrame(summary))
-    ctx.number("trends", {f"{r['panel']}/{r['method']}/{r['dataset']}/{r['view']}":
-                          {"rho": r["spearman_rho"], "p": r["p_value"], "buckets": r["buckets"],
-                           "lowest": r["lowest_bucket"], "highest": r["highest_bucket"]} for r in summary})
-    ctx.number("train_view_shown", p["train_view"])
-    ctx.number("settings", {k2: p[k2] for k2 in ("n_buckets", "knn_k", "min_count_knn", "min_count_human")})
+def _expected(p: Params):
+    """Every (panel, variant, dataset, method, view) the parameters ask for."""
+    for ds in p.datasets:
+        for m in p.methods:
+            for view in p.views(ds):
+                for v in p.knn_variants:
+                    yield "knn", v, ds, m, view
+                if ds in TRAIN_HUMAN:
+                    yield "agreement", "", ds, m, view
+            if ds == "cifar10":
+                yield "entropy", "", ds, m, "test"
 
-    for row in summary:
-        rho = row["spearman_rho"]
-        ok = None if not np.isfinite(rho) else (rho > 0 if row["panel"] != "entropy" else rho < 0)
-        who = f"{METHOD_LABELS[row['method']]} {DATASET_LABELS[row['dataset']]}"
-        unit = "%" if row["panel"] != "entropy" else " bits"
-        detail = (f"p={row['p_value']:.2g}, {row['buckets']} buckets, lowest -> highest bucket "
-                  f"{row['lowest_bucket']:.3g}{unit} -> {row['highest_bucket']:.3g}{unit}, monotone: {row['monotone']}")
-        if row["panel"] == "knn":
-            ctx.check("norm-knn", f"{who}, train embeddings ({row['view']}): kNN accuracy vs norm bucket",
-                      "Spearman rho (buckets)", rho, "> 0", ok, detail)
-        elif row["panel"] == "agreement":
-            ctx.check("norm-human", f"{who}, train embeddings ({row['view']}): human-label agreement vs norm bucket",
-                      "Spearman rho (buckets)", rho, "> 0", ok, detail)
+
+def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
+    """Per panel, kNN variant, dataset, method and view: the Spearman rho of the bucket trend per
+    seed (claim: > 0 for kNN accuracy and human agreement, < 0 for CIFAR-10H entropy)."""
+    tt, sk = frames["trend"], frames["_skipped"]
+    out = []
+    for panel, v, ds, m, view in _expected(p):
+        sel = lambda f: f[(f.panel == panel) & (f.variant == v) & (f.dataset == ds) & (f.method == m)  # noqa: E731
+                          & (f.view == view)] if len(f) else f
+        sub = sel(tt).sort_values("seed")
+        who = f"{METHOD_LABELS[m]} {DATASET_LABELS[ds]}"
+        if panel == "knn":
+            claim, test = "norm-knn", f"{who}, train ({view}): {KNN_VARIANTS[v].format(k=p.knn_k)} vs norm bucket"
+        elif panel == "agreement":
+            claim, test = "norm-human", f"{who}, train ({view}): human-label agreement vs norm bucket"
         else:
-            ctx.check("norm-human", f"{who}, test embeddings: CIFAR-10H entropy vs norm bucket",
-                      "Spearman rho (buckets)", rho, "< 0", ok, detail)
-    for (panel, method, ds), why in skipped_panels.items():
-        test = ("human-label agreement vs norm bucket" if panel == "agreement" else "CIFAR-10H entropy vs norm bucket")
-        ctx.check("norm-human", f"{METHOD_LABELS[method]} {DATASET_LABELS[ds]}: {test}", "Spearman rho (buckets)",
-                  None, "> 0" if panel == "agreement" else "< 0", None, f"not evaluated: {why}")
-
-    ctx.note(f"Figure `{NAME}` shows the training embeddings of {VIEW_TEXT[p['train_view']]}"
-             + (f"; `{NAME}_{views[1]}` shows {VIEW_TEXT[views[1]]}" if len(views) > 1 else "")
-             + ". The CIFAR-10H panel always uses the un-augmented test images.")
-    emb_text = ("the projector output z (PAPER.md: 'Figure-4 analyses use the projector embedding'; for SimSiam "
-                "this is not the predictor output p that its loss normalises; option `embedding: loss`)"
-                if p["embedding"] == "projector" else
-                "the embedding the loss normalises (projector output for SimCLR, predictor output for SimSiam; "
-                "PAPER.md's choice is `embedding: projector`)")
-    ctx.number("embedding", p["embedding"])
-    ctx.note(f"kNN: k = {k}, cosine, fit on all training embeddings of the run, each image predicted from its k "
-             f"nearest *other* images (leave-one-out, unweighted majority). Embedding and norms: {emb_text}; norms "
-             f"min-max normalised "
-             f"per run and split, {nb} buckets; buckets with < {p['min_count_knn']} (kNN) or "
-             f"< {p['min_count_human']} (human labels) images are not drawn. Claim checks: Spearman rho between "
-             f"bucket index and the per-bucket value over the drawn buckets.")
-
-    # ---- figures
-    if buckets.empty:
-        ctx.skip("figure", "no panel could be computed (see the reasons above)")
-        return
-    for i, view in enumerate(views):
-        fig = _figure(buckets, view, p, skipped_panels)
-        ctx.save_figure(fig, "" if i == 0 else f"_{view}")
+            claim, test = "norm-human", f"{who}, test (un-augmented): CIFAR-10H entropy vs norm bucket"
+        reasons = sorted(set(sel(sk)["reason"])) if len(sk) else []
+        detail = (f"buckets per seed {sub.buckets.tolist()}, images per seed {sub.samples.tolist()}" if len(sub)
+                  else "not evaluated: " + ("; ".join(reasons) if reasons else "no finished run"))
+        out.append(ClaimCheck.from_effects(claim, test, "Spearman rho (bucket index vs per-bucket value)",
+                                           sub["effect"].tolist(), "< 0" if panel == "entropy" else "> 0",
+                                           f"vector {p.vector}, {view} view" + (f", kNN {v}" if v else ""), detail))
+    return out
 
 
-def _figure(buckets: pd.DataFrame, view: str, p: dict[str, Any], skipped: dict) -> plt.Figure:
+def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
+    """``""``: first kNN variant, shown training view; ``<variant>``: other kNN variants;
+    ``<view>``: the other training view (kNN and agreement). Line = mean over seeds, dots = seeds."""
+    bt = frames["buckets"]
+    if not len(bt):
+        return {}
+    out = {"": _figure(bt, p, p.knn_variants[0], shown=True, title=f"vector {p.vector}, released training views")}
+    for v in p.knn_variants[1:]:
+        out[v] = _figure(bt, p, v, shown=True, title=f"vector {p.vector}, kNN variant {v}")
+    if p.both_views:
+        other = {ds: p.views(ds)[1] for ds in p.datasets}
+        name = "other_view" if len(set(other.values())) > 1 else next(iter(other.values()))
+        out[name] = _figure(bt, p, p.knn_variants[0], shown=False, title=f"vector {p.vector}, other training view")
+    return out
+
+
+def _figure(bt: pd.DataFrame, p: Params, variant: str, shown: bool, title: str) -> plt.Figure:
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9))
-    methods = list(p["methods"])
-    palette = {m: METHOD_COLORS[m] for m in methods}
-    for ax, panel in zip(axes, ("knn", "agreement", "entropy")):
-        ylabel, title = PANELS[panel]
-        sel = buckets[(buckets.panel == panel) & (buckets.view == (view if panel != "entropy" else "test"))]
-        if len(sel):
-            d = sel.assign(dataset=sel["dataset"].map(DATASET_LABELS))
-            sns.lineplot(data=d, x="mid", y="value", hue="method", hue_order=[m for m in methods if m in set(d.method)],
-                         style="dataset" if d["dataset"].nunique() > 1 else None, palette=palette, marker="o",
-                         markersize=4, ax=ax, errorbar=None)
-            handles, labels = ax.get_legend_handles_labels()
-            ax.legend(handles, [METHOD_LABELS.get(lab, lab) for lab in labels], fontsize="small")
+    styles = dict(zip(p.datasets, ("-", "--", ":")))
+    for ax, panel in zip(axes, PANELS):
+        sel = bt[(bt.panel == panel) & ((bt.variant == variant) if panel == "knn" else True)]
+        for ds in p.datasets:
+            view = "test" if panel == "entropy" else p.views(ds)[0 if shown else -1]
+            if panel != "entropy" and not shown and len(p.views(ds)) < 2:
+                continue
+            for m in p.methods:
+                d = sel[(sel.dataset == ds) & (sel.method == m) & (sel.view == view)]
+                if not len(d):
+                    continue
+                mean = d.groupby("mid")["value"].mean()
+                ax.plot(mean.index, mean.values, styles[ds], color=METHOD_COLORS[m], lw=1.6,
+                        label=f"{METHOD_LABELS[m]} {DATASET_LABELS[ds]} ({view}, {d.seed.nunique()} seeds)")
+                ax.scatter(d["mid"], d["value"], s=6, color=METHOD_COLORS[m], alpha=0.45, lw=0)
+        if ax.lines:
+            ax.legend(fontsize="x-small")
         else:
-            reasons = sorted({why for (pn, _, _), why in skipped.items() if pn == panel})
-            msg = "not drawn (see REPORT.md)" + (":\n" + "\n".join(_wrap(r) for r in reasons[:2]) if reasons else "")
-            ax.text(0.5, 0.5, msg, ha="center", va="center", fontsize=7, transform=ax.transAxes, wrap=True)
+            ax.text(0.5, 0.5, "not drawn (see REPORT.md)", ha="center", va="center", transform=ax.transAxes)
+        minimum = {"knn": p.min_count_knn, "agreement": p.min_count_agreement, "entropy": p.min_count_entropy}[panel]
+        name = KNN_VARIANTS[variant].format(k=p.knn_k) if panel == "knn" else PANELS[panel]
+        ax.set_title(f"{name}\nbuckets with >= {minimum} images; line: seed mean, dots: seeds", fontsize="x-small")
         ax.set_xlim(0, 1)
         ax.set_xlabel("normalised embedding norm (bucket)")
-        ax.set_ylabel(ylabel)
-        if panel == "agreement":
-            title = " / ".join(n for d, n in (("cifar10", "CIFAR-10N"), ("cifar100", "CIFAR-100N")) if d in p["datasets"])
-            title += " agreement (train)"
-        minimum = p["min_count_knn"] if panel == "knn" else p["min_count_human"]
-        ax.set_title(title.format(k=p["knn_k"]) + f"\nbuckets with >= {minimum} images", fontsize="small")
-    fig.suptitle(f"Train embeddings: {VIEW_TEXT[view]}; test embeddings un-augmented", fontsize="medium")
+        ax.set_ylabel(PANELS[panel])
+    fig.suptitle(f"Figure 4 ({title}); CIFAR-10H panel: un-augmented test images", fontsize="medium")
     fig.tight_layout()
     return fig
 
 
-def _wrap(text: str, width: int = 60) -> str:
-    import textwrap
+def notes(frames: dict[str, pd.DataFrame], p: Params) -> list[str]:
+    """Which variant produced each number, and the panels not drawn."""
+    views = ", ".join(f"{DATASET_LABELS[d]}: {' then '.join(p.views(d))}" for d in p.datasets)
+    out = [f"Vector {p.vector} ({'projector output, as the released notebook' if p.vector == 'z' else 'predictor output'}); "
+           f"norms min-max normalised per run and split, {p.n_buckets} buckets. kNN variants: "
+           + "; ".join(f"`{v}` = {KNN_VARIANTS[v].format(k=p.knn_k)}" for v in p.knn_variants)
+           + f" (the main figure shows `{p.knn_variants[0]}`). Training views ({views}); the released ImageNet-100 "
+           "embeddings are un-augmented, the CIFAR ones one augmented view. Minimum bucket sizes: kNN "
+           f"{p.min_count_knn}, agreement {p.min_count_agreement}, CIFAR-10H entropy {p.min_count_entropy} (as "
+           "released). Checks: Spearman rho of bucket index vs value per seed, t-interval over seeds."]
+    sk = frames["_skipped"]
+    if len(sk):
+        for reason, g in sk.groupby("reason"):
+            parts = sorted({f"{r.panel}/{r.method}/{r.dataset}" for r in g.itertuples()})
+            out.append(f"Not drawn ({', '.join(parts)}): {reason}")
+    return out
 
-    return "\n".join(textwrap.wrap(text, width)[:4])
-
-
-ARTIFACT = Artifact(
-    name=NAME,
-    paper_ref="Figure 4",
-    title="Embedding norms encode confidence: kNN accuracy, human agreement and human uncertainty per norm bucket",
-    claims=("norm-knn", "norm-human"),
-    runs=runs,
-    build=build,
-)
 
 if __name__ == "__main__":
-    raise SystemExit(main_single(ARTIFACT))
+    import sys
+
+    from reproduce.runner import main
+
+    raise SystemExit(main(["fig4_norm_confidence", *sys.argv[1:]]))

@@ -1,75 +1,109 @@
-"""Real-data counterpart of the imbalance simulation: on exponentially imbalanced CIFAR-10,
-the mean embedding norm of each class against the class's number of training images, at
-the end of training (un-augmented training images), for SimCLR and SimSiam.
+"""Real-data counterpart of the imbalance simulation: on exponentially imbalanced CIFAR-10 (the
+released class counts of the full training set, 14 717 images), the mean embedding norm of each
+class against its number of training images at the end of training (un-augmented training
+images), for SimCLR and SimSiam, over seeds. The runs are the imbalanced base runs of
+tab_gradscale (``experiments.imbalanced_run``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, legend_or_note
-from reproduce.common import Artifact, BuildContext, Plan, RunSpec, main_single
-from reproduce.experiments import spearman, state_of
-from reproduce.tab_gradscale import gradscale_specs
+from embedding_norms.report import ClaimCheck
+from reproduce.artifact import Plan, RunSpec
+from reproduce.experiments import imbalanced_run, spearman, vectors_of
 
-METHODS = ("simclr", "simsiam")
-
-
-def runs(plan: Plan) -> list[RunSpec]:
-    """The training runs this artifact needs at ``plan``'s profile (see the module docstring)."""
-    specs = gradscale_specs(plan)  # the p = 0 imbalanced CIFAR-10 runs of tab_gradscale (same configs)
-    return [specs[("cifar10", m, True, 0.0)] for m in METHODS]
+PAPER_REF = "Section 3.3 / 4.2 (class imbalance and norms), real-data counterpart of the simulation"
+TITLE = "Imbalanced CIFAR-10: class mean embedding norm vs class size, over seeds"
+CLAIMS = ("imbalance-norms",)
+VECTOR = "projector output z (default) and predictor output p (SimSiam) beside it; all un-augmented training images"
 
 
-def build(ctx: BuildContext) -> None:
-    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
-    fig, ax = plt.subplots(figsize=(5.2, 4))
-    rows = []
-    for method in METHODS:
-        run = ctx.run(f"{method}/imbalanced/p=0")
+@dataclass(frozen=True)
+class Params:
+    """``artifacts.fig_imbalance_norms`` of a profile."""
+
+    methods: tuple[str, ...] = ("simclr", "simsiam")
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.methods if m not in ("simclr", "simsiam", "byol")]
+        if bad or not self.methods:
+            raise ValueError(f"methods: unknown {bad}")
+
+
+class Key(NamedTuple):
+    method: str
+    seed: int
+
+
+def runs(plan: Plan, p: Params) -> dict[Key, RunSpec]:
+    """The imbalanced base run of every method and seed."""
+    return {Key(m, s): imbalanced_run(plan, m, s) for m in p.methods for s in plan.seeds}
+
+
+def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
+    """``""``: per method, seed, vector and class: training images and mean norm (also relative to
+    the mean over classes); ``rho``: Spearman rho(class size, class mean norm) per run and vector."""
+    rows, rhos = [], []
+    for key, run in runs.items():
         if not run.usable:
-            ctx.skip(METHOD_LABELS[method], f"run {state_of(run)}: {run.status.reason or run.spec.skipped}", run=run.label)
             continue
         emb = run.embeddings()
-        labels, norms = emb["train/labels"], emb["train/emb_norm"].astype(np.float64)
+        labels = emb["train/labels"]
         sizes = np.bincount(labels)
         classes = np.flatnonzero(sizes)
-        means = np.array([norms[labels == c].mean() for c in classes])
-        rel = means / means.mean()
-        ax.plot(sizes[classes], rel, "o-", color=METHOD_COLORS[method], label=METHOD_LABELS[method])
-        for c, s, mu, r in zip(classes, sizes[classes], means, rel):
-            rows.append({"method": METHOD_LABELS[method], "class": int(c), "train_images": int(s),
-                         "mean_norm": float(mu), "relative_norm": float(r)})
-        metrics = run.metrics()
-        ctx.note(f"{METHOD_LABELS[method]}: {int(metrics.step.max())} optimizer steps ({run.cfg.train.epochs} epochs) "
-                 f"on {int(sizes.sum())} imbalanced training images; norms of all of them (un-augmented) after "
-                 f"epoch {int(metrics.epoch.max())}.")
-        rho = spearman(sizes[classes], means)
-        ctx.check("imbalance-norms", f"{METHOD_LABELS[method]}: class mean norm rises with class size",
-                  "Spearman rho(class size, mean norm)", rho, "> 0", (rho > 0) if rho == rho else None,
-                  f"{len(classes)} classes, {int(sizes.sum())} training images")
+        steps = int(run.metrics().step.max())
+        for v in vectors_of(key.method):
+            norms = emb[f"train/{v}_norm"].astype(np.float64)
+            means = np.array([norms[labels == c].mean() for c in classes])
+            for c, n, mu in zip(classes, sizes[classes], means):
+                rows.append({"method": key.method, "seed": key.seed, "vector": v, "class": int(c),
+                             "train_images": int(n), "mean_norm": float(mu), "relative_norm": float(mu / means.mean())})
+            rhos.append({"method": key.method, "seed": key.seed, "vector": v, "rho": spearman(sizes[classes], means),
+                         "images": int(sizes.sum()), "optimizer_steps": steps})
+    return {"": pd.DataFrame(rows), "rho": pd.DataFrame(rhos)}
+
+
+def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
+    """Relative class norm against class size (log x), one line per seed, z solid / p dashed."""
+    t = frames[""]
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    for (m, v, s), g in (t.groupby(["method", "vector", "seed"]) if len(t) else []):
+        g = g.sort_values("train_images")
+        ax.plot(g.train_images, g.relative_norm, "o-" if v == "z" else "s--", ms=3, alpha=0.7, color=METHOD_COLORS[m],
+                label=f"{METHOD_LABELS[m]} {v}" if s == t.seed.min() else None)
     ax.set_xscale("log")
     ax.set_xlabel("training images of the class")
     ax.set_ylabel("class mean norm / mean over classes")
-    ax.set_title(f"Imbalanced CIFAR-10 ({ctx.profile} profile)")
-    legend_or_note(ax)
+    ax.set_title("Imbalanced CIFAR-10 (one line per seed)", fontsize="small")
+    legend_or_note(ax, fontsize="x-small")
     fig.tight_layout()
-    ctx.save_figure(fig)
-    table = pd.DataFrame(rows)
-    ctx.save_table(table)
-    ctx.number("per_class", rows)
+    return {"": fig}
 
 
-ARTIFACT = Artifact(
-    name="fig_imbalance_norms",
-    paper_ref="Section 3.3 / 4.2 (class imbalance and norms), real-data counterpart of the simulation",
-    title="Imbalanced CIFAR-10: class mean embedding norm vs class size",
-    claims=("imbalance-norms",),
-    runs=runs,
-    build=build,
-)
+def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
+    """Per method and vector: per-seed Spearman rho(class size, class mean norm) (claim: > 0)."""
+    r, out = frames["rho"], []
+    for m in p.methods:
+        for v in vectors_of(m):
+            g = r[(r.method == m) & (r.vector == v)].sort_values("seed") if len(r) else r
+            detail = (f"{int(g.images.iloc[0])} images, {int(g.optimizer_steps.iloc[0])} optimizer steps" if len(g) else "")
+            out.append(ClaimCheck.from_effects("imbalance-norms", f"{METHOD_LABELS[m]}, {v}: class mean norm rises with class size",
+                                               "Spearman rho(class size, class mean norm)",
+                                               g.rho.tolist() if len(g) else [], "> 0",
+                                               "released class counts, as many steps as a balanced run", detail))
+    return out
+
 
 if __name__ == "__main__":
-    raise SystemExit(main_single(ARTIFACT))
+    import sys
+
+    from reproduce.runner import main
+
+    raise SystemExit(main(["fig_imbalance_norms", *sys.argv[1:]]))

@@ -1,100 +1,140 @@
-"""Embedding norms grow during SSL training; weight decay holds them back (PAPER.md claim 3).
+"""Embedding norms grow during SSL training (PAPER.md claim 3), over seeds.
 
-Top row: mean embedding norm per epoch (10-90 % band) of SimCLR, SimSiam and BYOL on CIFAR-10
-for each weight decay of the paper's sweep (BYOL: its default weight decay only). Bottom row:
-kNN accuracy at the evaluation epochs. Norms are measured on a fixed set of un-augmented
-training images (the run's probe set) after every epoch.
+SimCLR, SimSiam and BYOL on CIFAR-10 with their released weight decay (the base runs, shared
+with the other artifacts). Norms are measured after every epoch on a fixed set of un-augmented
+training images (the run's probe set), for the projector output z (the released ablation
+notebook's ``embedding_layer = 'projector'``; default) and, for SimSiam/BYOL, the predictor
+output p beside it. The claim check is the per-seed growth ``log(norm(final) / norm(0))`` with a
+t-interval over seeds; the second figure shows that growth at every epoch.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import matplotlib.pyplot as plt
 import numpy as np
-import seaborn as sns
+import pandas as pd
 
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, legend_or_note
-from reproduce.common import Artifact, BuildContext, Plan, RunSpec, main_single
-from reproduce.experiments import DEFAULT_WD, WEIGHT_DECAYS, state_of, wd_run
+from embedding_norms.config import METHODS
+from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, legend_or_note, plot_effect_by_epoch
+from embedding_norms.report import ClaimCheck
+from reproduce.artifact import Plan, RunSpec
+from reproduce.experiments import base_run, effect_table, norm_column, vectors_of
 
-METHODS = ("simclr", "simsiam", "byol")
-
-
-def sweep(method: str) -> list[float]:
-    """Weight decays of ``method``'s sweep (PAPER.md, 'Weight-decay sweep'); BYOL: its default only."""
-    return WEIGHT_DECAYS.get(method, [DEFAULT_WD[method]])
-
-
-def runs(plan: Plan) -> list[RunSpec]:
-    """The training runs this artifact needs at ``plan``'s profile (see the module docstring)."""
-    return [wd_run(plan, m, wd) for m in METHODS for wd in sweep(m)]
+PAPER_REF = "Section 4 (norm growth during training), cf. the weight-decay ablation"
+TITLE = "Embedding norms grow during training (z and p, over seeds)"
+CLAIMS = ("norm-growth",)
+VECTOR = ("projector output z (default, as the released ablation notebook) and predictor output p "
+          "(SimSiam, BYOL) beside it; un-augmented probe images after every epoch")
 
 
-def build(ctx: BuildContext) -> None:
-    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharex="col")
-    finals: dict[str, dict] = {}
-    for j, method in enumerate(METHODS):
-        wds = sweep(method)
-        shades = sns.light_palette(METHOD_COLORS[method], n_colors=len(wds) + 2)[2:][::-1] if len(wds) > 1 else [METHOD_COLORS[method]]
-        ax_n, ax_k = axes[0, j], axes[1, j]
-        finals[method] = {}
-        for wd, color in zip(wds, shades):
-            run = ctx.run(f"{method}/wd={wd:g}")
-            m = run.metrics()
-            if not len(m):
-                ctx.skip(f"{method} wd={wd:g}", f"run {state_of(run)}: {run.status.reason}", run=run.label)
-                continue
-            lab = f"wd={wd:g}" + ("" if run.usable else f" [{state_of(run)}]")
-            ax_n.plot(m.epoch, m.emb_norm_mean, color=color, label=lab, lw=1.8)
-            ax_n.fill_between(m.epoch, m.emb_norm_q10, m.emb_norm_q90, color=color, alpha=0.15, lw=0)
-            k = m.dropna(subset=["knn_acc"])
-            ax_k.plot(k.epoch, k.knn_acc, "o-", color=color, label=lab, ms=4)
-            finals[method][wd] = {"initial_norm": float(m.emb_norm_mean.iloc[0]),
-                                  "final_norm": float(m.emb_norm_mean.iloc[-1]),
-                                  "final_epoch": int(m.epoch.iloc[-1]), "state": state_of(run),
-                                  "final_knn": float(k.knn_acc.iloc[-1]) if len(k) else None}
-        emb = "projector output z" if method == "simclr" else "predictor output p"
-        ax_n.set_title(f"{METHOD_LABELS[method]}: embedding norm ({emb})")
-        ax_n.set_yscale("log")
-        ax_n.set_ylabel("mean ||embedding|| (10-90 % band)")
-        ax_k.set_ylabel("kNN accuracy (%)")
-        ax_k.set_xlabel("epoch")
-        legend_or_note(ax_n, loc="best", fontsize="x-small")
-    fig.suptitle(f"Embedding norms during training on CIFAR-10 ({ctx.profile} profile)")
-    fig.tight_layout()
-    ctx.save_figure(fig)
-    ctx.number("per_run", {m: {f"{wd:g}": v for wd, v in d.items()} for m, d in finals.items()})
+@dataclass(frozen=True)
+class Params:
+    """``artifacts.fig_norm_growth`` of a profile."""
 
-    for method, d in finals.items():
-        # claim 3a: norms grow (without weight decay; BYOL has only its default weight decay)
-        wd0 = 0.0 if 0.0 in d else (min(d) if d else None)
-        if wd0 is None:
-            ctx.check("norm-growth", f"{METHOD_LABELS[method]}: final mean norm > initial", "final / initial",
-                      None, "> 1", None, "run not available")
+    methods: tuple[str, ...] = ("simclr", "simsiam", "byol")
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"methods: unknown {bad}; choose from {', '.join(METHODS)}")
+
+
+class Key(NamedTuple):
+    method: str
+    seed: int
+
+
+def runs(plan: Plan, p: Params) -> dict[Key, RunSpec]:
+    """The base run of every method and seed."""
+    return {Key(m, s): base_run(plan, m, s) for m in p.methods for s in plan.seeds}
+
+
+def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
+    """``""``: per run, vector and epoch the mean norm (10-90 % quantiles) and kNN accuracy;
+    ``growth``: log(norm(epoch) / norm(0)) per method, vector and epoch with its interval."""
+    rows = []
+    for key, run in runs.items():
+        if not run.usable:
             continue
-        r = d[wd0]
-        ratio = r["final_norm"] / r["initial_norm"]
-        ctx.check("norm-growth", f"{METHOD_LABELS[method]} (wd={wd0:g}): final mean norm > initial",
-                  "final / initial mean norm", ratio, "> 1", ratio > 1,
-                  f"{r['initial_norm']:.3g} -> {r['final_norm']:.3g} at epoch {r['final_epoch']}")
-        if len(d) >= 3:
-            wds = sorted(d)
-            norms = [d[w]["final_norm"] for w in wds]
-            drop = norms[-1] / norms[0]
-            ctx.check("weight-decay", f"{METHOD_LABELS[method]}: final norm at the largest wd ({wds[-1]:g}) < at wd=0",
-                      "norm(wd max) / norm(wd 0)", drop, "< 1", drop < 1,
-                      "final norms by wd: " + ", ".join(f"{w:g}: {n:.3g}" for w, n in zip(wds, norms))
-                      + f"; decreasing at every step of the sweep: {'yes' if all(np.diff(norms) < 0) else 'no'}")
+        m = run.metrics()
+        for v in vectors_of(key.method):
+            for _, r in m.iterrows():
+                rows.append({"method": key.method, "seed": key.seed, "vector": v, "epoch": int(r.epoch),
+                             "norm_mean": float(r[norm_column(v)]), "norm_q10": float(r[norm_column(v, "q10")]),
+                             "norm_q90": float(r[norm_column(v, "q90")]), "knn_acc": r.get("knn_acc", np.nan)})
+    long = pd.DataFrame(rows)
+    if not len(long):
+        return {"": long, "growth": pd.DataFrame(), "_effects": pd.DataFrame()}
+    start = long[long.epoch == 0].set_index(["method", "seed", "vector"]).norm_mean.rename("norm0")
+    eff = long.join(start, on=["method", "seed", "vector"])
+    eff = eff.assign(effect=np.log(eff.norm_mean / eff.norm0))[["method", "seed", "vector", "epoch", "effect"]]
+    eff = eff[eff.epoch > 0]
+    return {"": long, "growth": effect_table(eff, ("method", "vector", "epoch")), "_effects": eff}
 
 
-ARTIFACT = Artifact(
-    name="fig_norm_growth",
-    paper_ref="Section 4 (norm growth during training, weight decay), cf. the weight-decay ablation",
-    title="Embedding norms grow during training; weight decay holds them back",
-    claims=("norm-growth", "weight-decay"),
-    runs=runs,
-    build=build,
-)
+def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
+    """Norm curves (mean over seeds, band = seed range) and kNN curves; growth with its interval."""
+    long, growth = frames[""], frames["growth"]
+    if not len(long):
+        return {}
+    fig, axes = plt.subplots(2, len(p.methods), figsize=(4.2 * len(p.methods), 6.5), squeeze=False, sharex="col")
+    for j, m in enumerate(p.methods):
+        sub = long[long.method == m]
+        for v, style in (("z", "-"), ("p", "--")):
+            g = sub[sub.vector == v].groupby("epoch").norm_mean
+            if len(g.mean()):
+                axes[0, j].plot(g.mean().index, g.mean().values, style, color=METHOD_COLORS[m], label=f"{v} (mean of seeds)")
+                axes[0, j].fill_between(g.min().index, g.min().values, g.max().values, color=METHOD_COLORS[m], alpha=0.15)
+        axes[0, j].set_yscale("log")
+        axes[0, j].set_title(f"{METHOD_LABELS[m]}: mean norm of z (solid) and p (dashed)", fontsize="small")
+        axes[0, j].set_ylabel("mean ||vector|| (band: seed range)")
+        legend_or_note(axes[0, j], fontsize="x-small")
+        k = sub[sub.vector == "z"].dropna(subset=["knn_acc"])
+        for s, gs in k.groupby("seed"):
+            axes[1, j].plot(gs.epoch, gs.knn_acc, "o-", ms=3, color=METHOD_COLORS[m], alpha=0.6,
+                            label=f"seed {s}")
+        axes[1, j].set_ylabel("kNN accuracy (%)")
+        axes[1, j].set_xlabel("epoch")
+        legend_or_note(axes[1, j], fontsize="x-small")
+    fig.suptitle("Embedding norms during training on CIFAR-10 (released weight decay)")
+    fig.tight_layout()
+    out = {"": fig}
+    if len(growth):
+        fig2, ax = plt.subplots(figsize=(5.5, 3.8))
+        plot_effect_by_epoch(ax, growth.assign(comparison=growth.method.map(METHOD_LABELS) + " " + growth.vector),
+                             "comparison", unit="log(norm / norm at epoch 0)")
+        ax.set_title("Norm growth since initialisation (mean over seeds, 95 % CI)", fontsize="small")
+        ax.legend(fontsize="x-small")
+        fig2.tight_layout()
+        out["effect"] = fig2
+    return out
+
+
+def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
+    """Per method and vector: per-seed ``log(norm(final) / norm(0))`` (claim: > 0)."""
+    eff, out = frames["_effects"], []
+    for m in p.methods:
+        for v in vectors_of(m):
+            sub = eff[(eff.method == m) & (eff.vector == v)] if len(eff) else eff
+            test = f"{METHOD_LABELS[m]}: norm of {v} at the last epoch above its initial norm"
+            if not len(sub):
+                out.append(ClaimCheck.from_effects("norm-growth", test, "log(final / initial mean norm)", [],
+                                                   regime="base runs"))
+                continue
+            last = sub[sub.epoch == sub.epoch.max()]
+            out.append(ClaimCheck.from_effects(
+                "norm-growth", test + f" (epoch {int(last.epoch.max())})", "log(final / initial mean norm)",
+                last.sort_values("seed").effect.tolist(), "> 0", "base runs (released weight decay)",
+                f"ratio {np.exp(last.effect.mean()):.3g}x (geometric mean over seeds)"))
+    return out
+
 
 if __name__ == "__main__":
-    raise SystemExit(main_single(ARTIFACT))
+    import sys
+
+    from reproduce.runner import main
+
+    raise SystemExit(main(["fig_norm_growth", *sys.argv[1:]]))

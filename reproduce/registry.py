@@ -1,13 +1,16 @@
-"""The list of artifacts (figures and tables of the paper), in the order of REPORT.md."""
+"""The list of artifacts (figures and tables of the paper), in the order of REPORT.md.
+
+Adding an artifact: write ``reproduce/<name>.py`` (see ``reproduce/artifact.py``) and add its
+name here (and its claims to ``embedding_norms.claims``)."""
 
 from __future__ import annotations
 
 import importlib
 
-from .common import Artifact
+from .artifact import Artifact
 
-#: Module names under ``reproduce/``; each defines ``ARTIFACT``.
-ARTIFACT_MODULES = [
+#: Module names under ``reproduce/``, in report order.
+ARTIFACT_MODULES = (
     "fig1_gradient_geometry",
     "fig_sim_convergence",
     "fig_sim_imbalance",
@@ -19,15 +22,9 @@ ARTIFACT_MODULES = [
     "fig_imbalance_norms",
     "fig4_norm_confidence",
     "fig_seen_vs_unseen",
-]
+)
 
 
 def load_artifacts() -> dict[str, Artifact]:
     """Import every artifact module and return ``{name: Artifact}`` in registry order."""
-    out: dict[str, Artifact] = {}
-    for mod in ARTIFACT_MODULES:
-        art = importlib.import_module(f"reproduce.{mod}").ARTIFACT
-        if art.name != mod:
-            raise RuntimeError(f"reproduce/{mod}.py defines ARTIFACT named {art.name!r}; names must match the file")
-        out[art.name] = art
-    return out
+    return {name: Artifact.from_module(importlib.import_module(f"reproduce.{name}")) for name in ARTIFACT_MODULES}

@@ -32,7 +32,8 @@ from embedding_norms.report import load_results, render_report, write_result
 from embedding_norms.runs import RunStore, is_locked
 from embedding_norms.train import resolve_device
 
-from .common import Artifact, OutputDirs, Plan, RunSpec, timed_build
+from .artifact import Artifact, Plan, Planned, RunSpec, plan_artifact
+from .context import OutputDirs, build
 from .registry import load_artifacts
 
 #: SimCLR training throughput measured on the 2-core development CPU (pairs of views per second
@@ -137,10 +138,11 @@ def train_images(cfg) -> int:
     if exact is not None:
         return exact
     spec = SPECS[cfg.data.dataset]
-    n = cfg.data.train_size or spec.sizes.get("train") or 100_000
     k = spec.num_classes
-    if cfg.data.classes is not None:
-        n, k = n * len(cfg.data.classes) // k, len(cfg.data.classes)
+    full = spec.sizes.get("train") or 100_000
+    if cfg.data.classes is not None:  # the class selection comes first, then the subset
+        full, k = full * len(cfg.data.classes) // k, len(cfg.data.classes)
+    n = min(cfg.data.train_size or full, full)
     if cfg.data.imbalance != "none":
         n = sum(exponential_counts(n // k, k, IMBALANCE_BASE.get(cfg.data.dataset, 1.5)))
     return n
@@ -246,25 +248,14 @@ def _on_sigterm(signum, frame):  # turn SIGTERM into a clean interruption (runs 
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _plan(artifacts: list[Artifact], plan: Plan) -> dict[str, list[RunSpec]]:
-    """Every artifact's runs, after validating its parameters (before any compute).
+def _plan(artifacts: list[Artifact], plan: Plan) -> dict[str, Planned]:
+    """Plan every artifact once: validated parameters and keyed runs (before any compute).
 
     Raises:
         ConfigError: an invalid run config or artifact parameter (named with its profile key).
         DataError: a required dataset is missing or corrupt.
     """
-    specs = {}
-    for a in artifacts:
-        if a.check is not None:
-            try:
-                a.check(plan)
-            except (ValueError, TypeError) as exc:  # ConfigError is a ValueError and names its source
-                if isinstance(exc, ConfigError):
-                    raise
-                raise ConfigError(f"profile {plan.profile}: artifacts.{a.name}: {exc} "
-                                  f"(fix configs/profiles/{plan.profile}.yaml)") from None
-        specs[a.name] = a.runs(plan)
-    return specs
+    return {a.name: plan_artifact(a, plan) for a in artifacts}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -289,7 +280,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not status_only and not args.dry_run:
             resolve_device(args.device)
         plan = Plan(args.profile, data_dir, True if args.download else None, strict=not status_only)
-        specs = _plan(artifacts, plan)
+        planned = _plan(artifacts, plan)
+        specs = {name: list(pl.specs.values()) for name, pl in planned.items()}
         if not status_only:
             check_sizes(artifacts, specs, plan.profile)
         slurm = slurm_options(args) if args.launcher == "slurm" and not status_only else None
@@ -371,7 +363,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         t_build = time.time()
         failed_artifacts = []
         for a in artifacts:
-            res = timed_build(a, plan, store, out)
+            res = build(planned[a.name], store, out, data_dir)
             write_result(res, out.results)
             if res.status == "failed":
                 failed_artifacts.append(a.name)

@@ -1,115 +1,196 @@
-"""GradScale table: kNN accuracy per evaluation epoch for p in {0, 1} (and 2 in ``paper``).
+"""GradScale table: kNN accuracy for p > 0 against a matched p = 0 control and the base run, over seeds.
 
-SimCLR and SimSiam on balanced and class-imbalanced CIFAR-10 (``paper`` adds CIFAR-100).
-Runs with p > 0 use the released GradScale example's optimiser settings (lr 0.1, warm-up of
-100/512 of the cosine horizon). Diverged runs are listed as such with their last accuracy.
+SimCLR and SimSiam on balanced and class-imbalanced CIFAR-10 (``paper`` adds CIFAR-100). The
+released GradScale example trains p > 0 with lr 0.1 and a warm-up of 100 of 512 epochs, while the
+methods' defaults (the base runs) use lr 0.6 (SimCLR) / 0.2 and a 10/512 warm-up: that example
+changes two things. Three arms isolate them:
+
+- ``p=<p>``: GradScale with the released example's optimiser settings;
+- ``p=0 matched``: no GradScale, the *same* lr and warm-up (the control the verdict on p uses);
+- ``base``: the method's released defaults (p = 0), i.e. the comparison the released example makes.
+
+Imbalanced data: the released exponential class counts of the full training set (14 717 images),
+colour-jitter strength 1 (as released for the ``*_unbalanced`` datasets), and as many optimizer
+steps as a balanced base run (``experiments.imbalanced_overrides``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from embedding_norms.plotting import METHOD_LABELS
-from reproduce.common import Artifact, BuildContext, Plan, RunSpec, main_single
-from reproduce.experiments import gradscale_run, knn_curve, state_of
+from embedding_norms.plotting import METHOD_LABELS, plot_effect_by_epoch
+from embedding_norms.report import ClaimCheck
+from reproduce.artifact import Plan, RunSpec
+from reproduce.experiments import (base_run, effect_table, imbalanced_overrides, imbalanced_run, knn_curve, merge,
+                                   paired_effects, state_of)
 
-METHODS = ("simclr", "simsiam")
-DEFAULTS = {"powers": [0.0, 1.0], "datasets": ["cifar10"], "lr": 0.1, "warmup_fraction": 100 / 512,
-            "simclr_batch_size": 0}
+PAPER_REF = "Section 4.2 (GradScale), table of kNN accuracy on balanced / imbalanced data"
+TITLE = "GradScale: kNN accuracy, p > 0 vs a matched p = 0 control and the base run, over seeds"
+CLAIMS = ("gradscale", "gradscale-limit")
+VECTOR = "backbone representation h (kNN accuracy); GradScale scales the gradient by ||z||^p (SimCLR) / ||p||^p"
 
 
-def gradscale_specs(plan: Plan, p: dict | None = None) -> dict[tuple, RunSpec]:
-    """``{(dataset, method, imbalanced, power): RunSpec}`` of this artifact for the plan's profile."""
-    p = p or plan.params("tab_gradscale", DEFAULTS)
-    out = {}
-    for ds in p["datasets"]:
-        for m in METHODS:
-            extra = {"optim": {"batch_size": p["simclr_batch_size"]}} if m == "simclr" and p["simclr_batch_size"] else None
-            for imb in (False, True):
-                for pw in p["powers"]:
-                    out[(ds, m, imb, pw)] = gradscale_run(plan, m, pw, imb, ds, p["lr"], p["warmup_fraction"], extra)
+@dataclass(frozen=True)
+class Params:
+    """``artifacts.tab_gradscale`` of a profile."""
+
+    powers: tuple[float, ...] = (1.0,)
+    methods: tuple[str, ...] = ("simclr", "simsiam")
+    datasets: tuple[str, ...] = ("cifar10",)
+    data: tuple[str, ...] = ("balanced", "imbalanced")
+    lr: float = 0.1
+    warmup_fraction: float = 100 / 512
+    simclr_batch_size: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.powers or any(pw <= 0 for pw in self.powers):
+            raise ValueError(f"powers: GradScale powers must be > 0 (p = 0 is the control), got {list(self.powers)}")
+        bad = [m for m in self.methods if m not in ("simclr", "simsiam", "byol")]
+        if bad or not self.methods:
+            raise ValueError(f"methods: unknown {bad}")
+        if any(d not in ("cifar10", "cifar100") for d in self.datasets) or not self.datasets:
+            raise ValueError(f"datasets: choose from cifar10, cifar100, got {list(self.datasets)}")
+        if any(d not in ("balanced", "imbalanced") for d in self.data) or not self.data:
+            raise ValueError(f"data: choose from balanced, imbalanced, got {list(self.data)}")
+        if self.lr <= 0 or not 0 <= self.warmup_fraction < 1 or self.simclr_batch_size < 0:
+            raise ValueError("need lr > 0, 0 <= warmup_fraction < 1, simclr_batch_size >= 0")
+
+
+class Key(NamedTuple):
+    dataset: str
+    method: str
+    data: str
+    arm: str
+    seed: int
+
+
+def arms(p: Params) -> list[str]:
+    """The arms of every comparison: base, the matched control, one per GradScale power."""
+    return ["base", "p=0 matched"] + [f"p={pw:g}" for pw in p.powers]
+
+
+def run_spec(plan: Plan, key: Key, p: Params) -> RunSpec:
+    """The run of one (dataset, method, data, arm, seed); shared with fig_imbalance_norms."""
+    ex: dict = {}
+    if key.dataset != "cifar10":
+        ex["data"] = {"dataset": key.dataset}
+    if key.method == "simclr" and p.simclr_batch_size:
+        ex["optim"] = {"batch_size": p.simclr_batch_size}
+    if key.data == "imbalanced":
+        ex = merge(ex, imbalanced_overrides(plan, key.method))
+    if key.arm != "base":
+        power = 0.0 if key.arm == "p=0 matched" else float(key.arm[2:])
+        ex = merge(ex, {"optim": {"lr": p.lr, "warmup_fraction": p.warmup_fraction},
+                        "norm": {"gradscale_power": power}})
+    if not ex:
+        return base_run(plan, key.method, key.seed)
+    if key.arm == "base" and key.data == "imbalanced" and ex == imbalanced_overrides(plan, key.method):
+        return imbalanced_run(plan, key.method, key.seed)
+    return base_run(plan, key.method, key.seed, extra=ex, tag=f"{key.data}/{key.arm.replace(' ', '-')}")
+
+
+def runs(plan: Plan, p: Params) -> dict[Key, RunSpec]:
+    """Every dataset x method x data x arm x seed."""
+    return {k: run_spec(plan, k, p) for k in (Key(d, m, dt, a, s) for d in p.datasets for m in p.methods
+                                              for dt in p.data for a in arms(p) for s in plan.seeds)}
+
+
+def _knn_or_chance(run) -> pd.Series:
+    """kNN curve of a finished run; for a run that diverged or collapsed, chance accuracy at its
+    evaluation epochs (it did not converge); empty for runs that did not finish otherwise."""
+    if run.usable:
+        return knn_curve(run)
+    if run.status.state in ("diverged", "collapsed"):
+        from embedding_norms.data import SPECS
+
+        chance = 100.0 / SPECS[run.cfg.data.dataset].num_classes
+        return pd.Series(chance, index=list(run.cfg.train.eval_epochs))
+    return pd.Series(dtype=float)
+
+
+def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
+    """``""``: kNN per run and epoch (state noted); ``effect``: per comparison and epoch the effect
+    of each GradScale arm against the matched control and against the base run, over seeds."""
+    rows = []
+    for key, run in runs.items():
+        for epoch, acc in _knn_or_chance(run).items():
+            rows.append({**key._asdict(), "epoch": int(epoch), "knn_acc": float(acc), "state": state_of(run)})
+    long = pd.DataFrame(rows)
+    if not len(long):
+        return {"": long, "effect": pd.DataFrame(), "_effects": pd.DataFrame()}
+    by = ("dataset", "method", "data", "epoch")
+    effs = []
+    for pw in p.powers:
+        arm = f"p={pw:g}"
+        for ref in ("p=0 matched", "base"):
+            e = paired_effects(long, "arm", arm, ref, "knn_acc", by)
+            effs.append(e.assign(comparison=f"{arm} - {ref}"))
+    eff = pd.concat(effs, ignore_index=True)
+    return {"": long, "effect": effect_table(eff, by[:-1] + ("comparison", "epoch")), "_effects": eff}
+
+
+def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
+    """Effect of GradScale against each reference, per method and data, with its interval."""
+    table = frames["effect"]
+    if not len(table):
+        return {}
+    panels = table[["dataset", "method", "data"]].drop_duplicates().values.tolist()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.6), squeeze=False)
+    for ax, (d, m, dt) in zip(axes[0], panels):
+        t = table[(table.dataset == d) & (table.method == m) & (table.data == dt)]
+        plot_effect_by_epoch(ax, t, "comparison", unit="kNN points")
+        ax.set_title(f"{METHOD_LABELS[m]}, {d}, {dt}", fontsize="small")
+        ax.legend(fontsize="x-small")
+    fig.suptitle("GradScale: kNN(p) - kNN(reference), mean over seeds with 95 % CI")
+    fig.tight_layout()
+    return {"": fig}
+
+
+def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
+    """At the last epoch, per seed: GradScale minus the matched control (the verdict on p) and minus
+    the base run; SimCLR: claim ``gradscale`` (> 0); SimSiam/BYOL: claim ``gradscale-limit``
+    (p = 1 fails: < 0, a diverged or collapsed run counted at chance); SimCLR also: the gain on
+    imbalanced minus the gain on balanced data (> 0, "most of all on imbalanced data")."""
+    eff, out = frames["_effects"], []
+    if not len(eff):
+        return [ClaimCheck.from_effects("gradscale", "GradScale runs", "kNN(p) - kNN(p=0 matched) [points]", [])]
+    last = eff[eff.epoch == eff.groupby(["dataset", "method", "data"]).epoch.transform("max")]
+    for (d, m, dt, comp), g in last.groupby(["dataset", "method", "data", "comparison"], sort=False):
+        claim = "gradscale" if m == "simclr" else "gradscale-limit"
+        direction = "> 0" if claim == "gradscale" else "< 0"
+        g = g.sort_values("seed")
+        regime = ("matched control (same lr and warm-up)" if "matched" in comp
+                  else "released example vs base run (lr and warm-up differ too)")
+        out.append(ClaimCheck.from_effects(
+            claim, f"{METHOD_LABELS[m]} {d} {dt}: {comp} at epoch {int(g.epoch.max())}", "kNN difference [points]",
+            g.effect.tolist(), direction, regime, f"means {g.treat.mean():.1f} % vs {g.control.mean():.1f} %"))
+    matched = last[last.comparison.str.endswith("p=0 matched") & (last.method == "simclr")]
+    for (d, comp), g in matched.groupby(["dataset", "comparison"]):
+        w = g.pivot_table(index="seed", columns="data", values="effect")
+        if {"balanced", "imbalanced"} <= set(w.columns):
+            diff = (w["imbalanced"] - w["balanced"]).dropna()
+            out.append(ClaimCheck.from_effects(
+                "gradscale", f"SimCLR {d}: gain of {comp.split(' - ')[0]} larger on imbalanced than on balanced data",
+                "gain(imbalanced) - gain(balanced) [points]", diff.tolist(), "> 0",
+                "matched control (same lr and warm-up)"))
     return out
 
 
-def runs(plan: Plan) -> list[RunSpec]:
-    """The training runs this artifact needs at ``plan``'s profile (see the module docstring)."""
-    return list(gradscale_specs(plan).values())
+def notes(frames: dict[str, pd.DataFrame], p: Params) -> list[str]:
+    """The arms and their settings."""
+    return [f"Arms: `base` = released defaults (p = 0); `p=0 matched` = p = 0 with lr {p.lr:g} and warm-up "
+            f"{p.warmup_fraction:.3g} of the cosine horizon (the released GradScale example's settings); `p=...` = "
+            "GradScale with those settings. The verdict on p rests on the matched control; the base comparison is the "
+            "one the released example makes. A GradScale run that diverged or collapsed counts at chance accuracy."]
 
-
-def build(ctx: BuildContext) -> None:
-    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
-    p = ctx.params(DEFAULTS)
-    specs = gradscale_specs(ctx.plan, p)
-    rows, final = [], {}
-    for (ds, m, imb, pw), spec in specs.items():
-        run = ctx.run(spec.label)
-        if run.cfg is None:
-            ctx.skip(spec.label, spec.skipped, run=spec.label)
-            continue
-        curve = knn_curve(run)
-        row = {"dataset": ds + (" (stand-in)" if run.cfg.data.standin else ""), "data": "imbalanced" if imb else "balanced",
-               "method": METHOD_LABELS[m], "p": pw, "state": state_of(run)}
-        row.update({f"knn@{int(e)}": v for e, v in curve.items()})
-        rows.append(row)
-        final[(ds, m, imb, pw)] = (run, curve)
-    ctx.save_table(pd.DataFrame(rows))
-
-    for ds in p["datasets"]:
-        for m in METHODS:
-            for imb in (False, True):
-                base = final.get((ds, m, imb, 0.0))
-                for pw in p["powers"]:
-                    if pw == 0 or base is None or (ds, m, imb, pw) not in final:
-                        continue
-                    run, cur = final[(ds, m, imb, pw)]
-                    tag = f"{METHOD_LABELS[m]} {ds} {'imbalanced' if imb else 'balanced'}"
-                    b = base[1]
-                    claim = "gradscale" if m == "simclr" else "gradscale-limit"
-                    if run.status.state == "diverged":
-                        # a divergence is a failure of GradScale; the limitation claim predicts it for SimSiam
-                        ctx.check(claim, f"{tag}: p={pw:g} vs p=0", "final kNN(p) - kNN(0) [points]", None,
-                                  "> 0" if claim == "gradscale" else "< 0 or diverged", claim == "gradscale-limit",
-                                  f"p={pw:g} diverged at epoch {run.status.epoch}")
-                        continue
-                    if not len(cur) or not len(b):
-                        continue
-                    e = int(min(cur.index.max(), b.index.max()))
-                    diff = float(cur.get(e) - b.get(e))
-                    ob, op = base[0].cfg.optim, run.cfg.optim
-                    confound = ("" if (ob.lr, ob.warmup_epochs) == (op.lr, op.warmup_epochs) else
-                                f"; not only p differs: lr {ob.lr:g} vs {op.lr:g}, warm-up {ob.warmup_epochs:g} vs "
-                                f"{op.warmup_epochs:g} epochs (the released GradScale example's settings)")
-                    if claim == "gradscale":
-                        ctx.check(claim, f"{tag}: p={pw:g} beats p=0 at epoch {e}", "kNN(p) - kNN(0) [points]", diff,
-                                  "> 0", diff > 0, f"p=0: {b.get(e):.1f}%, p={pw:g}: {cur.get(e):.1f}%{confound}")
-                    else:
-                        ctx.check(claim, f"{tag}: p={pw:g} fails (diverges or is worse than p=0) at epoch {e}",
-                                  "kNN(p) - kNN(0) [points]", diff, "< 0 or diverged", diff < 0,
-                                  f"p=0: {b.get(e):.1f}%, p={pw:g}: {cur.get(e):.1f}%{confound}")
-    ctx.number("rows", rows)
-    ctx.note(f"Read the verdicts with care: the p > 0 runs use the released GradScale example's optimiser settings "
-             f"(lr {p['lr']:g}, warm-up {p['warmup_fraction']:.3g} of the cosine horizon) while p = 0 is each method's "
-             f"base run (released defaults), so a difference mixes the effect of p with that of the learning rate "
-             f"(peak lr differs by the squared-lr quirk too; per-run settings below). Set "
-             f"`artifacts.tab_gradscale.lr` to the base lr to compare p alone.")
-    for (ds, m, imb, pw), (run, _) in final.items():
-        if imb or ds != p["datasets"][0]:
-            continue
-        o = run.cfg.optim
-        peak = o.lr * o.lr if o.lr_schedule == "released" else o.lr
-        ctx.note(f"{METHOD_LABELS[m]} p={pw:g}: lr {o.lr:g} (peak {peak:.3g} with lr_schedule={o.lr_schedule}), "
-                 f"warm-up {o.warmup_epochs:g} of {o.schedule_epochs or run.cfg.train.epochs:g} epochs"
-                 + (f", predictor at constant lr {o.lr:g}" if o.predictor_constant_lr else ""))
-
-
-ARTIFACT = Artifact(
-    name="tab_gradscale",
-    paper_ref="Section 4.2 (GradScale), table of kNN accuracy on balanced / imbalanced data",
-    title="GradScale: kNN accuracy per evaluation epoch, balanced and imbalanced CIFAR-10",
-    claims=("gradscale", "gradscale-limit"),
-    runs=runs,
-    build=build,
-)
 
 if __name__ == "__main__":
-    raise SystemExit(main_single(ARTIFACT))
+    import sys
+
+    from reproduce.runner import main
+
+    raise SystemExit(main(["tab_gradscale", *sys.argv[1:]]))

@@ -1,69 +1,157 @@
-"""Weight-decay sweep table: kNN accuracy and mean embedding norm at every evaluation epoch.
+"""Weight-decay sweep: mean embedding norm and kNN accuracy at every evaluation epoch, over seeds.
 
-SimCLR wd in {0, 1e-8, 1e-6, 1e-4}, SimSiam wd in {0, 5e-6, 5e-4, 5e-2} on CIFAR-10 (the
-released code's sweep; the same runs as ``fig_norm_growth``).
+SimCLR and SimSiam on CIFAR-10 with the released sweep (SimCLR wd in {0, 1e-8, 1e-6, 1e-4},
+SimSiam wd in {0, 5e-6, 5e-4, 5e-2}; a profile may use a subset). The released weight-decay
+ablation notebook reads the projector output z from the saved train embeddings; z is the default
+vector here and SimSiam's predictor output p is shown beside it (the two can differ under weight
+decay: z ends in a BatchNorm whose affine parameters are decayed). Norms: un-augmented probe
+images after every epoch.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
-from embedding_norms.plotting import METHOD_LABELS
-from reproduce.common import Artifact, BuildContext, Plan, RunSpec, main_single
-from reproduce.experiments import WEIGHT_DECAYS, spearman, state_of, wd_run
+from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, plot_effect_by_epoch
+from embedding_norms.report import ClaimCheck
+from reproduce.artifact import Plan, RunSpec
+from reproduce.experiments import DEFAULT_WD, effect_table, norm_column, spearman, vectors_of, wd_run
+
+PAPER_REF = "weight-decay ablation (released weight_decay_ablation.ipynb)"
+TITLE = "Weight decay: mean embedding norm (z, p) and kNN accuracy per evaluation epoch, over seeds"
+CLAIMS = ("weight-decay",)
+VECTOR = ("projector output z (default, as the released notebook) and SimSiam's predictor output p beside it; "
+          "un-augmented probe images")
 
 
-def runs(plan: Plan) -> list[RunSpec]:
-    """The training runs this artifact needs at ``plan``'s profile (see the module docstring)."""
-    return [wd_run(plan, m, wd) for m, wds in WEIGHT_DECAYS.items() for wd in wds]
+@dataclass(frozen=True)
+class Params:
+    """``artifacts.tab_weight_decay`` of a profile (the sweeps must include the released default)."""
+
+    simclr: tuple[float, ...] = (0.0, 1e-8, 1e-6, 1e-4)
+    simsiam: tuple[float, ...] = (0.0, 5e-6, 5e-4, 5e-2)
+
+    def __post_init__(self) -> None:
+        for m in ("simclr", "simsiam"):
+            wds = getattr(self, m)
+            if len(wds) < 2 or any(w < 0 for w in wds) or len(set(wds)) != len(wds):
+                raise ValueError(f"{m}: need at least two distinct weight decays >= 0, got {list(wds)}")
+
+    def sweep(self, method: str) -> tuple[float, ...]:
+        """Sorted weight decays of ``method``."""
+        return tuple(sorted(getattr(self, method)))
 
 
-def build(ctx: BuildContext) -> None:
-    """Build the figure, tables, numbers and claim checks from the runs (see the module docstring)."""
+class Key(NamedTuple):
+    method: str
+    wd: float
+    seed: int
+
+
+def runs(plan: Plan, p: Params) -> dict[Key, RunSpec]:
+    """Every method x weight decay x seed (the released default is the base run)."""
+    return {Key(m, float(w), s): wd_run(plan, m, w, s) for m in ("simclr", "simsiam") for w in p.sweep(m)
+            for s in plan.seeds}
+
+
+def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
+    """``""``: norm (per vector) and kNN per run at the evaluation epochs; ``effect``: per method,
+    vector and epoch, ``log(norm(largest wd) / norm(smallest wd))`` with its interval over seeds."""
     rows = []
-    for method, wds in WEIGHT_DECAYS.items():
-        for wd in wds:
-            run = ctx.run(f"{method}/wd={wd:g}")
-            m = run.metrics()
-            if not len(m):
-                rows.append({"method": METHOD_LABELS[method], "weight_decay": wd, "epoch": None,
-                             "knn_acc": None, "mean_norm": None, "state": state_of(run)})
-                continue
-            for _, r in m.dropna(subset=["knn_acc"]).iterrows():
-                rows.append({"method": METHOD_LABELS[method], "weight_decay": wd, "epoch": int(r.epoch),
-                             "knn_acc": r.knn_acc, "mean_norm": r.emb_norm_mean, "state": state_of(run)})
-    table = pd.DataFrame(rows)
-    ctx.save_table(table)
-    # a wide view: one row per (method, wd), columns = epochs
-    done = table.dropna(subset=["epoch"])
-    if len(done):
-        wide = done.pivot_table(index=["method", "weight_decay"], columns="epoch", values=["knn_acc", "mean_norm"])
-        wide.columns = [f"{v} @{int(e)}" for v, e in wide.columns]
-        ctx.save_table(wide.reset_index(), suffix="_wide")
-
-    for method, wds in WEIGHT_DECAYS.items():
-        sub = done[done.method == METHOD_LABELS[method]]
-        if not len(sub):
-            ctx.check("weight-decay", f"{METHOD_LABELS[method]}: norm falls with weight decay", "Spearman rho", None,
-                      "< 0", None, "runs not available")
+    for key, run in runs.items():
+        if not run.usable:
             continue
-        last = sub[sub.epoch == sub.epoch.max()]
-        rho = spearman(last.weight_decay, last.mean_norm)
-        ctx.check("weight-decay", f"{METHOD_LABELS[method]}: mean norm at epoch {int(sub.epoch.max())} falls with wd",
-                  "Spearman rho(wd, mean norm)", rho, "< 0", (rho < 0) if rho == rho else None,
-                  ", ".join(f"{w:g}: {n:.3g}" for w, n in zip(last.weight_decay, last.mean_norm)))
-        ctx.number(f"{method}_final", {f"{w:g}": {"knn_acc": k, "mean_norm": n}
-                                      for w, k, n in zip(last.weight_decay, last.knn_acc, last.mean_norm)})
+        m = run.metrics().dropna(subset=["knn_acc"])
+        for v in vectors_of(key.method):
+            for _, r in m.iterrows():
+                rows.append({"method": key.method, "weight_decay": key.wd, "seed": key.seed, "vector": v,
+                             "epoch": int(r.epoch), "mean_norm": float(r[norm_column(v)]), "knn_acc": float(r.knn_acc)})
+    long = pd.DataFrame(rows)
+    if not len(long):
+        return {"": long, "effect": pd.DataFrame(), "_effects": pd.DataFrame(), "summary": pd.DataFrame()}
+    effs = []
+    for m in ("simclr", "simsiam"):
+        lo, hi = p.sweep(m)[0], p.sweep(m)[-1]
+        sub = long[long.method == m].set_index(["vector", "epoch", "seed", "weight_decay"]).mean_norm.unstack()
+        if lo in sub and hi in sub:
+            e = np.log(sub[hi] / sub[lo]).dropna().rename("effect").reset_index().assign(method=m)
+            effs.append(e)
+    eff = pd.concat(effs, ignore_index=True) if effs else pd.DataFrame()
+    summary = (long.groupby(["method", "vector", "weight_decay", "epoch"])
+               .agg(mean_norm=("mean_norm", "mean"), knn_acc=("knn_acc", "mean"), seeds=("seed", "nunique"))
+               .reset_index())
+    return {"": long, "summary": summary, "effect": effect_table(eff, ("method", "vector", "epoch")) if len(eff) else eff,
+            "_effects": eff}
 
 
-ARTIFACT = Artifact(
-    name="tab_weight_decay",
-    paper_ref="weight-decay ablation (released weight_decay_ablation.ipynb)",
-    title="Weight decay: kNN accuracy and mean embedding norm per evaluation epoch",
-    claims=("weight-decay",),
-    runs=runs,
-    build=build,
-)
+def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
+    """Final mean norm against weight decay per seed (z solid, p dashed); effect vs epoch."""
+    long, table = frames[""], frames["effect"]
+    if not len(long):
+        return {}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for j, m in enumerate(("simclr", "simsiam")):
+        sub = long[(long.method == m) & (long.epoch == long[long.method == m].epoch.max())]
+        for v, style in (("z", "o-"), ("p", "s--")):
+            for s, g in sub[sub.vector == v].groupby("seed"):
+                g = g.sort_values("weight_decay")
+                x = np.where(g.weight_decay > 0, g.weight_decay, p.sweep(m)[1] / 10)  # wd = 0 drawn left of the rest
+                axes[j].plot(x, g.mean_norm, style, color=METHOD_COLORS[m], alpha=0.7,
+                             label=f"{v}" if s == sub.seed.min() else None)
+        axes[j].set_xscale("log")
+        axes[j].set_yscale("log")
+        axes[j].set_xlabel("weight decay (wd = 0 drawn at the far left)")
+        axes[j].set_ylabel("mean norm at the last epoch")
+        axes[j].set_title(f"{METHOD_LABELS[m]} (one line per seed)", fontsize="small")
+        axes[j].legend(fontsize="x-small")
+    if len(table):
+        plot_effect_by_epoch(axes[2], table.assign(comparison=table.method.map(METHOD_LABELS) + " " + table.vector),
+                             "comparison", unit="log(norm at largest wd / at smallest wd)")
+        axes[2].legend(fontsize="x-small")
+        axes[2].set_title("Effect of the largest weight decay", fontsize="small")
+    fig.tight_layout()
+    return {"": fig}
+
+
+def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
+    """Per method and vector at the last evaluation epoch: per seed (a) log(norm at largest wd / at
+    smallest wd) < 0 and (b) Spearman rho(wd, norm) over the sweep < 0."""
+    long, eff, out = frames[""], frames["_effects"], []
+    for m in ("simclr", "simsiam"):
+        sweep = ", ".join(f"{w:g}" for w in p.sweep(m))
+        for v in vectors_of(m):
+            sub = eff[(eff.method == m) & (eff.vector == v)] if len(eff) else eff
+            test = f"{METHOD_LABELS[m]}, {v}: norm at wd {p.sweep(m)[-1]:g} below wd {p.sweep(m)[0]:g}"
+            if not len(sub):
+                out.append(ClaimCheck.from_effects("weight-decay", test, "log(norm ratio)", [], regime=f"sweep {sweep}"))
+                continue
+            last = sub[sub.epoch == sub.epoch.max()].sort_values("seed")
+            out.append(ClaimCheck.from_effects("weight-decay", test + f" (epoch {int(last.epoch.max())})",
+                                               "log(norm(largest wd) / norm(smallest wd))", last.effect.tolist(), "< 0",
+                                               f"sweep {sweep}", f"ratio {np.exp(last.effect.mean()):.3g}x"))
+            ls = long[(long.method == m) & (long.vector == v)]
+            ls = ls[ls.epoch == ls.epoch.max()]
+            rhos = [spearman(g.weight_decay, g.mean_norm) for _, g in ls.groupby("seed")] if len(p.sweep(m)) >= 3 else []
+            if rhos:
+                out.append(ClaimCheck.from_effects("weight-decay", f"{METHOD_LABELS[m]}, {v}: norm falls along the sweep",
+                                                   "Spearman rho(wd, mean norm)", rhos, "< 0", f"sweep {sweep}"))
+    return out
+
+
+def notes(frames: dict[str, pd.DataFrame], p: Params) -> list[str]:
+    """Sweep and defaults."""
+    return [f"Sweeps: SimCLR {list(p.sweep('simclr'))}, SimSiam {list(p.sweep('simsiam'))}; the released defaults "
+            f"({DEFAULT_WD['simclr']:g}, {DEFAULT_WD['simsiam']:g}) are the base runs shared with the other artifacts."]
+
 
 if __name__ == "__main__":
-    raise SystemExit(main_single(ARTIFACT))
+    import sys
+
+    from reproduce.runner import main
+
+    raise SystemExit(main(["tab_weight_decay", *sys.argv[1:]]))

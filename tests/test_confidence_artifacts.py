@@ -1,272 +1,377 @@
-"""Artifacts fig4_norm_confidence and fig_seen_vs_unseen on fabricated run stores.
+"""Artifacts fig4_norm_confidence and fig_seen_vs_unseen on hand-made runs (new artifact shape).
 
-No model is trained: each run the artifact declares gets a ``done`` status and an embeddings
-file whose norms, labels and neighbourhoods are built so that the claim checks must come out a
-known way (e.g. larger norms for points that sit clearly inside their class -> positive Spearman
-rho of kNN accuracy against the norm bucket).
+No model is trained: each run handle serves embeddings whose norms, labels and neighbourhoods
+are built so that the claim checks must come out a known way (e.g. larger norms for points that
+sit clearly inside their class -> positive Spearman rho of kNN accuracy against the norm bucket).
+Arrays use the names of issue 11 (``<split>/z``, ``z_norm``, ``p``, ``p_norm``, ``h_norm``).
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
+import reproduce.fig4_norm_confidence as fig4
+import reproduce.fig_seen_vs_unseen as seen
 from embedding_norms.config import RunConfig
-from embedding_norms.report import write_result
 from embedding_norms.runs import RunStore
-from reproduce.common import OutputDirs, Plan, timed_build
-from reproduce.fig4_norm_confidence import ARTIFACT as FIG4
-from reproduce.fig_seen_vs_unseen import ARTIFACT as SEEN
+from reproduce.artifact import Artifact, Plan, plan_artifact
+from reproduce.context import OutputDirs, build
 
 
 # ----------------------------------------------------------------------------- fabrication
-def _split(rng, labels: np.ndarray, clarity: np.ndarray, indices: np.ndarray, norm: np.ndarray,
-           dim: int = 16) -> dict[str, np.ndarray]:
-    """Embeddings of one split: direction = (clarity) * own-class axis + (1 - clarity) * another
-    class's axis (+ noise), scaled to ``norm``. Low clarity -> the point sits with another class."""
-    n = len(labels)
-    c = int(labels.max()) + 1
+def _split(rng, labels, clarity, indices, norm, dim: int = 16, p_norm=None) -> dict[str, np.ndarray]:
+    """One split: direction = clarity * own-class axis + (1 - clarity) * another class's axis
+    (+ noise), scaled to ``norm`` (z); with ``p_norm`` also a predictor output p (same directions)."""
+    n, c = len(labels), int(labels.max()) + 1
     axes = np.eye(dim)[:c]
     other = (labels + 1 + rng.integers(0, c - 1, n)) % c
     d = clarity[:, None] * axes[labels] + (1 - clarity[:, None]) * axes[other] + 0.05 * rng.normal(size=(n, dim))
-    emb = d / np.linalg.norm(d, axis=1, keepdims=True) * norm[:, None]
-    emb16 = emb.astype(np.float16)
-    norm16 = np.linalg.norm(emb16.astype(np.float32), axis=1).astype(np.float32)
-    # projector output z = the loss embedding here (as for SimCLR); the predictor case is tested below
-    return {"emb": emb16, "emb_norm": norm16, "z": emb16, "z_norm": norm16, "h_norm": norm.astype(np.float32),
-            "labels": labels.astype(np.int64), "indices": indices.astype(np.int64)}
-
-
-def _fabricate(store: RunStore, cfg: RunConfig, splits: dict[str, dict[str, np.ndarray]]) -> None:
-    store.ensure(cfg)
-    d = store.path(cfg) / "embeddings"
-    d.mkdir(parents=True, exist_ok=True)
-    np.savez(d / f"epoch_{cfg.train.epochs:04d}.npz",
-             **{f"{s}/{k}": v for s, fields in splits.items() for k, v in fields.items()})
-    store.set_status(cfg, "done", epoch=cfg.train.epochs)
-
-
-def _knn_splits(rng, n: int, sign: float) -> dict[str, dict[str, np.ndarray]]:
-    """Train/test splits where the norm rises (sign=+1) or falls (sign=-1) with clarity."""
-    labels = np.repeat(np.arange(4), n // 4)
-    out = {}
-    for s in ("train", "train_aug", "test"):
-        clarity = rng.uniform(0.2, 1.0, len(labels))
-        norm = 5 + sign * 4 * (clarity - 0.6) + 0.1 * rng.normal(size=len(labels))
-        out[s] = _split(rng, labels, clarity, np.arange(len(labels)), norm)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    out = {"labels": labels.astype(np.int64), "indices": indices.astype(np.int64), "h_norm": norm.astype(np.float32)}
+    for name, nv in (("z", norm), ("p", p_norm)):
+        if nv is not None:
+            v = (d * nv[:, None]).astype(np.float16)
+            out[name], out[f"{name}_norm"] = v, np.linalg.norm(v.astype(np.float32), axis=1).astype(np.float32)
     return out
 
 
-def _checks(result, claim: str) -> list:
-    return [c for c in result.checks if c.claim == claim]
+def _flat(splits: dict) -> dict[str, np.ndarray]:
+    return {f"{s}/{k}": v for s, f in splits.items() for k, v in f.items()}
 
 
-# ----------------------------------------------------------------------------- fig4
-@pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_fig4_standin_knn_trend_follows_fabricated_norms(tmp_path, sign, monkeypatch):
-    monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
-    plan = Plan("smoke", data_dir=None)        # no data: smoke runs are stand-ins, human panels skipped
-    store = RunStore(tmp_path / "runs")
-    specs = FIG4.runs(plan)
-    assert [s.label for s in specs] == ["simclr", "simsiam"] and all(s.cfg.data.standin for s in specs)
+class FakeRun:
+    """A finished run handle serving hand-made embeddings per epoch."""
+
+    def __init__(self, spec, by_epoch: dict[int, dict], usable: bool = True):
+        self.spec, self.cfg, self.by_epoch, self.usable, self.label = spec, spec.cfg, by_epoch, usable, spec.label
+
+    def embeddings(self, epoch=None):
+        if not self.by_epoch:
+            raise FileNotFoundError("no embeddings")
+        return self.by_epoch[max(self.by_epoch) if epoch is None else epoch]
+
+
+def _plan(profile: str, seeds: int, data_dir=None) -> Plan:
+    return Plan(profile, data_dir=data_dir, n_seeds=seeds)
+
+
+def _knn_splits(rng, n: int, sign: float, predictor: bool = False, views=("train", "train_aug", "test")):
+    """Splits where the norm of z rises (sign=+1) or falls (sign=-1) with clarity; p has 1/|z|."""
+    labels = np.repeat(np.arange(4), n // 4)
+    out = {}
+    for s in views:
+        clarity = rng.uniform(0.2, 1.0, len(labels))
+        norm = 5 + sign * 4 * (clarity - 0.6) + 0.1 * rng.normal(size=len(labels))
+        out[s] = _split(rng, labels, clarity, np.arange(len(labels)), norm, p_norm=1 / norm if predictor else None)
+    return out
+
+
+def _fig4_frames(plan, p, make):
+    """frames of fig4 with a FakeRun per declared key; ``make(key) -> splits``."""
+    specs = fig4.runs(plan, p)
+    return fig4.frames({k: FakeRun(s, {2: _flat(make(k))}) for k, s in specs.items()}, p)
+
+
+# ----------------------------------------------------------------------------- library pieces
+def test_knn_self_vote_differs_from_leave_one_out_on_four_points():
+    from embedding_norms.analysis import knn_loo_correct, knn_self_vote_correct
+
+    # angles 0, 10, -12, 30 degrees; labels 0, 0, 1, 1; norms differ (the released variant normalises)
+    ang = np.deg2rad([0.0, 10.0, -12.0, 30.0])
+    norms = np.array([1.0, 5.0, 0.2, 3.0])
+    x = np.c_[np.cos(ang), np.sin(ang)] * norms[:, None]
+    y = np.array([0, 0, 1, 1])
+    # by hand, k = 3. Self-vote: point 0 -> {0: self, 1, 2} = 0,0,1 -> 0 (right); point 1 -> {1, 0, 3} -> 0 (right);
+    # point 2 -> {2, 0, 1} = 1,0,0 -> 0 (wrong); point 3 -> {3, 1, 0} = 1,0,0 -> 0 (wrong).
+    assert knn_self_vote_correct(x, y, 3).tolist() == [True, True, False, False]
+    # leave-one-out: point 0 -> {1, 2, 3} = 0,1,1 -> 1 (wrong); point 1 -> {0, 3, 2} -> 1 (wrong); 2, 3 -> 0 (wrong)
+    assert knn_loo_correct(x, y, 3).tolist() == [False, False, False, False]
+    with pytest.raises(ValueError, match="norm 0"):
+        knn_self_vote_correct(np.r_[x, [[0.0, 0.0]]], np.r_[y, 0], 3)
+    with pytest.raises(ValueError, match="k < N"):
+        knn_self_vote_correct(x, y, 4)
+
+
+def test_novelty_auroc_bootstrap_se_matches_hanley_mcneil():
+    from embedding_norms.analysis import novelty_auroc
+
     rng = np.random.default_rng(0)
-    for s in specs:
-        _fabricate(store, s.cfg, _knn_splits(rng, 600, sign))
-    res = timed_build(FIG4, plan, store, OutputDirs(tmp_path / "out"))
-    assert res.error == "", res.error
-    assert res.status == "partial"                     # human-label panels skipped
-    knn = _checks(res, "norm-knn")
-    assert len(knn) == 4                               # 2 methods x 2 train views
-    assert all(c.holds is (sign > 0) for c in knn), [(c.test, c.value) for c in knn]
-    assert all((c.value > 0.5) if sign > 0 else (c.value < -0.5) for c in knn)
-    human = _checks(res, "norm-human")
-    assert human and all(c.holds is None for c in human)
-    assert any("stand-in" in s["reason"] for s in res.skipped)
-    out = tmp_path / "out"
-    for f in ("fig4_norm_confidence.png", "fig4_norm_confidence.pdf", "fig4_norm_confidence_unaugmented.png"):
-        assert (out / "figures" / f).is_file()
-    buckets = pd.read_csv(out / "tables" / "fig4_norm_confidence_buckets.csv")
-    assert set(buckets.panel) == {"knn"} and (buckets["count"] >= 10).all()
-    assert set(buckets.view) == {"augmented", "unaugmented"}
-    write_result(res, out / "results")
-    data = json.loads((out / "results" / "fig4_norm_confidence.json").read_text())
-    assert data["numbers"]["train_view_shown"] == "augmented"
+    s, u = rng.normal(1.0, 1.0, 400), rng.normal(0.0, 1.0, 300)
+    r = novelty_auroc(s, u, n_boot=2000, seed=1)
+    a = np.mean(u[:, None] < s[None, :])                        # P(norm_unseen < norm_seen), no ties
+    assert r["auroc"] == pytest.approx(a)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)                    # Hanley & McNeil (1982)
+    se_hm = math.sqrt((a * (1 - a) + (300 - 1) * (q1 - a * a) + (400 - 1) * (q2 - a * a)) / (300 * 400))
+    assert r["se"] == pytest.approx(se_hm, rel=0.2)
+    assert math.isnan(novelty_auroc(s, u, n_boot=0)["se"])
 
 
-def test_fig4_uses_the_projector_embedding_not_the_predictor_output(tmp_path, monkeypatch):
-    """SimSiam store where the projector norms rise with clarity but the predictor output p (same
-    directions) has the reciprocal norms: the default (PAPER.md) must see the rise."""
-    monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
-    plan = Plan("smoke", data_dir=None)
-    store = RunStore(tmp_path / "runs")
-    rng = np.random.default_rng(1)
-    for s in FIG4.runs(plan):
-        splits = _knn_splits(rng, 600, +1.0)
-        if s.label == "simsiam":
-            for f in splits.values():
-                z = f["z"].astype(np.float32)
-                p = z / (np.linalg.norm(z, axis=1, keepdims=True) ** 2)      # norm 1/|z|: reversed trend
-                f["emb"] = p.astype(np.float16)
-                f["emb_norm"] = np.linalg.norm(f["emb"].astype(np.float32), axis=1).astype(np.float32)
-        _fabricate(store, s.cfg, splits)
-    res = timed_build(FIG4, plan, store, OutputDirs(tmp_path / "out"))
-    assert res.error == "", res.error
-    siam = [c for c in _checks(res, "norm-knn") if c.test.startswith("SimSiam")]
-    assert len(siam) == 2 and all(c.holds is True and c.value > 0.5 for c in siam), [(c.test, c.value) for c in siam]
-
-
-def test_fig4_human_panels_on_real_labels(tmp_path, data_dir):
-    plan = Plan("smoke", data_dir=str(data_dir))
-    store = RunStore(tmp_path / "runs")
-    specs = FIG4.runs(plan)
-    for s in specs:  # the shared default runs, exactly
-        assert not s.cfg.data.standin and s.cfg.hash() == RunConfig.load(s.label, "smoke", {}).hash()
-    n10 = np.load(data_dir / "cifar10n_labels.npz")
-    clean, aggre = n10["clean_label"], n10["aggre_label"]
-    probs = np.load(data_dir / "cifar10h-probs.npy")
-    test_labels = np.load(data_dir / "cifar10_test_set_original_labels.npy").astype(np.int64)
-    rng = np.random.default_rng(0)
-    # train: 300 images where the human label is wrong get small norms, 300 where it is right large ones
-    idx = np.sort(np.r_[rng.choice(np.flatnonzero(aggre != clean), 300, replace=False),
-                        rng.choice(np.flatnonzero(aggre == clean), 300, replace=False)])
-    x = np.where(aggre[idx] == clean[idx], rng.uniform(0.35, 1.0, 600), rng.uniform(0.0, 0.65, 600))
-    train = _split(rng, clean[idx], 0.3 + 0.7 * x, idx, 1 + 9 * x)
-    # test: norm falls with the CIFAR-10H entropy
-    tidx = np.sort(rng.choice(10000, 500, replace=False))
-    ent = -(probs[tidx] * np.log2(np.where(probs[tidx] > 0, probs[tidx], 1))).sum(1)
-    tnorm = 10 - 8 * ent / ent.max() + 0.2 * rng.normal(size=500)
-    test = _split(rng, test_labels[tidx], np.full(500, 0.9), tidx, tnorm)
-    for s in specs:
-        _fabricate(store, s.cfg, {"train": train, "train_aug": train, "test": test})
-    res = timed_build(FIG4, plan, store, OutputDirs(tmp_path / "out"))
-    assert res.error == "", res.error
-    assert res.status == "built" and not res.skipped
-    human = _checks(res, "norm-human")
-    agreement = [c for c in human if "agreement" in c.test]
-    entropy = [c for c in human if "entropy" in c.test]
-    assert len(agreement) == 4 and len(entropy) == 2
-    assert all(c.holds and c.value > 0.5 for c in agreement), [(c.test, c.value) for c in agreement]
-    assert all(c.holds and c.value < -0.5 for c in entropy), [(c.test, c.value) for c in entropy]
-    buckets = pd.read_csv(tmp_path / "out" / "tables" / "fig4_norm_confidence_buckets.csv")
-    assert set(buckets.panel) == {"knn", "agreement", "entropy"}
-    agree_rows = buckets[(buckets.panel == "agreement") & (buckets.method == "simclr") & (buckets.view == "augmented")]
-    # independent recomputation of one bucket: the lowest normalised-norm bucket
-    xn = (train["emb_norm"] - train["emb_norm"].min()) / (train["emb_norm"].max() - train["emb_norm"].min())
-    first = xn < 0.05
-    assert agree_rows.iloc[0]["count"] == first.sum()
-    assert agree_rows.iloc[0]["value"] == pytest.approx(100 * (aggre[idx][first] == clean[idx][first]).mean())
-
-
-def test_fig4_bad_human_files_skip_panels_with_reason(tmp_path, data_dir):
-    bad = tmp_path / "data"
-    bad.mkdir()
-    os.symlink(data_dir / "cifar10_jpeg.npz", bad / "cifar10_jpeg.npz")     # images present
-    np.save(bad / "cifar10h-probs.npy", np.full((9999, 10), 0.1))              # wrong length
-    # CIFAR-10N missing altogether
-    plan = Plan("smoke", data_dir=str(bad))
-    store = RunStore(tmp_path / "runs")
-    specs = FIG4.runs(plan)
-    assert not any(s.cfg.data.standin for s in specs)
-    rng = np.random.default_rng(1)
-    for s in specs:
-        _fabricate(store, s.cfg, _knn_splits(rng, 400, 1.0))
-    res = timed_build(FIG4, plan, store, OutputDirs(tmp_path / "out"))
-    assert res.error == "", res.error
-    assert res.status == "partial"
-    reasons = {s["part"]: s["reason"] for s in res.skipped}
-    r10h = next(r for p, r in reasons.items() if "cifar10h" in p)
-    assert "cifar10h-probs.npy" in r10h and "(10000, 10)" in r10h
-    r10n = next(r for p, r in reasons.items() if "cifar10n" in p)
-    assert "cifar10n_labels.npz" in r10n and "(50000,)" in r10n
-    assert all(c.holds is None for c in _checks(res, "norm-human"))
-    assert all(c.holds for c in _checks(res, "norm-knn"))
-    buckets = pd.read_csv(tmp_path / "out" / "tables" / "fig4_norm_confidence_buckets.csv")
-    assert set(buckets.panel) == {"knn"}                 # nothing drawn on unusable labels
-
-
-def test_fig4_missing_run_is_skipped(tmp_path, monkeypatch):
-    monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
-    res = timed_build(FIG4, Plan("smoke"), RunStore(tmp_path / "runs"), OutputDirs(tmp_path / "out"))
-    assert res.error == "" and res.status == "partial"
-    assert any("pending" in s["reason"] for s in res.skipped)
-    assert not res.checks or all(c.holds is None for c in res.checks)
-
-
-# ----------------------------------------------------------------------------- seen vs unseen
-@pytest.mark.parametrize("order", ["paper", "reversed"])
-def test_seen_vs_unseen_checks_follow_fabricated_norms(tmp_path, order, monkeypatch):
-    monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
-    plan = Plan("smoke", data_dir=None)
-    store = RunStore(tmp_path / "runs")
-    specs = SEEN.runs(plan)
-    assert [s.label for s in specs] == ["simclr-holdout", "simsiam-holdout"]
-    for s in specs:
-        assert s.cfg.data.classes == (0, 1, 2, 3, 4) and s.cfg.eval.novel == "heldout"
-    rng = np.random.default_rng(2)
-    means = {"train": 10.0, "test": 9.0, "novel": 7.5}
-    if order == "reversed":
-        means = {"train": 7.5, "test": 9.0, "novel": 10.0}
-    for s in specs:
-        splits = {}
-        for name, n in (("train", 400), ("train_aug", 400), ("test", 200), ("novel", 200)):
-            lab = np.repeat(np.arange(5), n // 5)
-            norm = np.abs(rng.normal(means.get(name, means["train"]), 1.0, n))
-            splits[name] = _split(rng, lab, np.full(n, 0.8), np.arange(n), norm)
-        _fabricate(store, s.cfg, splits)
-    res = timed_build(SEEN, plan, store, OutputDirs(tmp_path / "out"))
-    assert res.error == "", res.error
-    assert res.status == "built"
-    checks = _checks(res, "seen-unseen")
-    assert len(checks) == 8                               # 2 methods x (2 mean orders + 2 AUROCs)
-    assert all(c.holds is (order == "paper") for c in checks), [(c.test, c.value) for c in checks]
-    auroc = pd.read_csv(tmp_path / "out" / "tables" / "fig_seen_vs_unseen.csv")
-    assert set(auroc.comparison) == {"test vs train", "novel vs test", "novel vs train"}
-    assert ((auroc.ci_low <= auroc.auroc) & (auroc.auroc <= auroc.ci_high)).all()
-    if order == "paper":
-        assert (auroc.auroc > 0.5).all()
-    assert (tmp_path / "out" / "figures" / "fig_seen_vs_unseen.png").is_file()
-    norms = pd.read_csv(tmp_path / "out" / "tables" / "fig_seen_vs_unseen_norms.csv")
-    assert len(norms) == 6
-
-
-def test_seen_vs_unseen_paper_design_declares_cifar100_novel(tmp_path, data_dir):
-    specs = SEEN.runs(Plan("paper", data_dir=str(data_dir)))
-    assert [s.label for s in specs] == ["simclr-novel-cifar100", "simsiam-novel-cifar100"]
-    # CIFAR-100 images are not available offline: the runs are skipped with the reason, and the build says so
-    for s in specs:
-        assert s.cfg is None and "cifar100" in s.skipped
-    res = timed_build(SEEN, Plan("paper", data_dir=str(data_dir)), RunStore(tmp_path / "runs"),
-                      OutputDirs(tmp_path / "out"))
-    assert res.error == "" and res.status == "partial" and not res.checks
-    assert all("cifar100" in s["reason"] for s in res.skipped)
-
-
-# ----------------------------------------------------------------------------- which embedding
-def test_embedding_of_picks_projector_or_loss_embedding():
+def test_embedding_of_reads_vectors_by_name():
     from embedding_norms.runs import embedding_of
 
     z = np.array([[3.0, 4.0], [0.0, 2.0]], np.float16)        # projector output, norms 5, 2
     p = np.array([[1.0, 0.0], [0.0, 1.0]], np.float16)        # predictor output, norms 1, 1
-    with_pred = {"train/emb": p, "train/emb_norm": np.array([1, 1], np.float32), "train/z": z,
-                 "train/z_norm": np.array([5, 2], np.float32)}
-    v, n = embedding_of(with_pred, "train")                   # default: projector (PAPER.md)
+    with_pred = {"train/z": z, "train/z_norm": np.array([5, 2], np.float32), "train/p": p,
+                 "train/p_norm": np.array([1, 1], np.float32)}
+    v, n = embedding_of(with_pred, "train")                   # default: projector output z
     assert v is z and n.tolist() == [5, 2]
-    v, n = embedding_of(with_pred, "train", "loss")
+    v, n = embedding_of(with_pred, "train", "p")
     assert v is p and n.tolist() == [1, 1]
-    no_pred = {"train/emb": z, "train/emb_norm": np.array([5, 2], np.float32),
-               "train/z_norm": np.array([5, 2], np.float32)}  # SimCLR: the loss embedding is z
-    v, n = embedding_of(no_pred, "train")
-    assert v is z and n.tolist() == [5, 2]
-    old = {"train/emb": p, "train/emb_norm": np.array([1, 1], np.float32),
-           "train/z_norm": np.array([5, 2], np.float32)}      # predictor run saved without z vectors
-    with pytest.raises(KeyError, match="retrains it"):
-        embedding_of(old, "train")
-    assert embedding_of(old, "train", vectors=False)[1].tolist() == [5, 2]   # norms of z are always saved
+    simclr = {"train/z": z, "train/z_norm": np.array([5, 2], np.float32)}
+    with pytest.raises(ValueError, match="no predictor"):
+        embedding_of(simclr, "train", "p")
+    assert embedding_of({"train/z_norm": np.array([5, 2], np.float32)}, "train", vectors=False)[1].tolist() == [5, 2]
+    with pytest.raises(KeyError, match="only the norms"):
+        embedding_of({"train/z_norm": np.array([5, 2], np.float32)}, "train")
+    with pytest.raises(KeyError, match="old names"):
+        embedding_of({"train/emb": p, "train/emb_norm": np.array([1, 1], np.float32)}, "train")
     with pytest.raises(KeyError, match="no test embeddings"):
         embedding_of(with_pred, "test")
-    with pytest.raises(ValueError, match="unknown embedding"):
-        embedding_of(with_pred, "train", "backbone")
+    with pytest.raises(ValueError, match="unknown vector"):
+        embedding_of(with_pred, "train", "h")
+
+
+# ----------------------------------------------------------------------------- fig4
+def test_fig4_runs_are_the_shared_base_runs_and_params_validate(data_dir):
+    plan = _plan("smoke", 2, str(data_dir))
+    specs = fig4.runs(plan, fig4.Params())
+    assert set(specs) == {fig4.Key("cifar10", m, s) for m in ("simclr", "simsiam") for s in (0, 1)}
+    for k, s in specs.items():      # the method's base run with only the seed changed, exactly
+        assert s.cfg.hash() == RunConfig.load(k.method, "smoke", {"train": {"seed": k.seed}}).hash()
+    assert fig4.Params().views("imagenet100") == ["unaugmented", "augmented"]      # as released
+    assert fig4.Params().views("cifar10") == ["augmented", "unaugmented"]
+    assert fig4.Params(both_views=False, train_view="unaugmented").views("cifar10") == ["unaugmented"]
+    assert fig4.Params().min_count_entropy == 10 and fig4.Params().min_count_agreement == 50
+    with pytest.raises(ValueError, match="SimCLR has none"):
+        fig4.Params(vector="p")
+    with pytest.raises(ValueError, match="knn_variants"):
+        fig4.Params(knn_variants=("cosine",))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_fig4_knn_trend_over_seeds_follows_fabricated_norms(sign, monkeypatch):
+    monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
+    plan, p = _plan("smoke", 3), fig4.Params()      # no data: stand-in runs, human panels not run
+    rng = np.random.default_rng(0)
+    fr = _fig4_frames(plan, p, lambda k: _knn_splits(rng, 600, sign))
+    checks = fig4.checks(fr, p)
+    knn = [c for c in checks if c.claim == "norm-knn"]
+    assert len(knn) == 8                               # 2 methods x 2 kNN variants x 2 train views
+    assert all(c.n_seeds == 3 and len(c.per_seed) == 3 for c in knn)
+    assert all(c.verdict == ("holds" if sign > 0 else "contradicted") for c in knn), [(c.test, c.per_seed) for c in knn]
+    assert all(min(c.per_seed) > 0.5 if sign > 0 else max(c.per_seed) < -0.5 for c in knn)
+    human = [c for c in checks if c.claim == "norm-human"]
+    assert len(human) == 6 and all(c.verdict == "not run" and "stand-in" in c.detail for c in human)
+    assert set(fr["buckets"].variant) == {"self", "loo"} and (fr["buckets"]["count"] >= 10).all()
+    assert any("stand-in" in n for n in fig4.notes(fr, p))
+    figs = fig4.figures(fr, p)
+    assert set(figs) == {"", "loo", "unaugmented"}
+
+
+def test_fig4_vector_p_is_the_predictor_output(monkeypatch):
+    """SimSiam runs where z's norm rises with clarity and p's norm (same directions) falls:
+    vector z sees the rise, vector p the fall."""
+    monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
+    plan = _plan("smoke", 2)
+    for vector, verdict in (("z", "holds"), ("p", "contradicted")):
+        p = fig4.Params(methods=("simsiam",), vector=vector, knn_variants=("loo",), both_views=False)
+        rng = np.random.default_rng(1)
+        knn = [c for c in fig4.checks(_fig4_frames(plan, p, lambda k: _knn_splits(rng, 600, 1.0, True)), p)
+               if c.claim == "norm-knn"]
+        assert len(knn) == 1 and knn[0].verdict == verdict, (vector, knn[0].per_seed)
+
+
+def test_fig4_released_train_view_is_per_dataset(monkeypatch, data_dir):
+    """ImageNet-100 shows the un-augmented embeddings first: norms rise with clarity there and fall
+    in the augmented view, so its first-view check holds and the other is contradicted."""
+    monkeypatch.setenv("EMBEDDING_NORMS_DATA", str(data_dir))
+    p = fig4.Params(datasets=("imagenet100",), knn_variants=("self",))
+    plan = _plan("smoke", 2, str(data_dir))
+    rng = np.random.default_rng(2)
+
+    def make(k):
+        up, down = _knn_splits(rng, 400, 1.0), _knn_splits(rng, 400, -1.0)
+        return {"train": up["train"], "train_aug": down["train_aug"], "test": up["test"]}
+
+    fr = _fig4_frames(plan, p, make)
+    by_view = {c.test.split("train (")[1].split(")")[0]: c.verdict for c in fig4.checks(fr, p) if c.claim == "norm-knn"
+               and c.test.startswith("SimCLR")}
+    assert by_view == {"unaugmented": "holds", "augmented": "contradicted"}
+    assert p.views("imagenet100")[0] == "unaugmented"
+
+
+def test_fig4_human_panels_on_real_labels(monkeypatch, data_dir):
+    monkeypatch.setenv("EMBEDDING_NORMS_DATA", str(data_dir))
+    plan, p = _plan("smoke", 2, str(data_dir)), fig4.Params(knn_variants=("self",), min_count_agreement=5)
+    n10 = np.load(data_dir / "cifar10n_labels.npz")
+    clean, aggre = n10["clean_label"], n10["aggre_label"]
+    probs = np.load(data_dir / "cifar10h-probs.npy")
+    test_labels = np.load(data_dir / "cifar10_test_set_original_labels.npy").astype(np.int64)
+    made = {}
+
+    def make(k):
+        rng = np.random.default_rng(k.seed)
+        # train: 300 images where the human label is wrong get small norms, 300 where it is right large ones
+        idx = np.sort(np.r_[rng.choice(np.flatnonzero(aggre != clean), 300, replace=False),
+                            rng.choice(np.flatnonzero(aggre == clean), 300, replace=False)])
+        x = np.where(aggre[idx] == clean[idx], rng.uniform(0.35, 1.0, 600), rng.uniform(0.0, 0.65, 600))
+        train = _split(rng, clean[idx], 0.3 + 0.7 * x, idx, 1 + 9 * x)
+        # test: the norm falls with the CIFAR-10H entropy
+        tidx = np.sort(rng.choice(10000, 500, replace=False))
+        ent = sps.entropy(probs[tidx], base=2, axis=1)
+        test = _split(rng, test_labels[tidx], np.full(500, 0.9), tidx, 10 - 8 * ent / ent.max() + 0.2 * rng.normal(size=500))
+        made[k] = (idx, train, test, ent)
+        if k.method == "simclr":        # norms only, no vectors: kNN cannot run, the human panels still can
+            train = {f: v for f, v in train.items() if f != "z"}
+        return {"train": train, "train_aug": train, "test": test}
+
+    fr = _fig4_frames(plan, p, make)
+    human = [c for c in fig4.checks(fr, p) if c.claim == "norm-human"]
+    agreement, entropy = [c for c in human if "agreement" in c.test], [c for c in human if "entropy" in c.test]
+    assert len(agreement) == 4 and len(entropy) == 2
+    assert all(c.n_seeds == 2 and min(c.per_seed) > 0.5 for c in agreement), [c.per_seed for c in agreement]
+    assert all(c.n_seeds == 2 and max(c.per_seed) < -0.5 for c in entropy), [c.per_seed for c in entropy]
+    knn = {c.test.split(",")[0]: c for c in fig4.checks(fr, p) if c.claim == "norm-knn"}
+    assert knn["SimCLR CIFAR-10"].verdict == "not run" and "only the norms" in knn["SimCLR CIFAR-10"].detail
+    assert knn["SimSiam CIFAR-10"].n_seeds == 2
+    b = fr["buckets"]
+    # independent recomputation: the lowest agreement bucket of SimCLR seed 0, and the drawn entropy buckets
+    idx, train, test, ent = made[fig4.Key("cifar10", "simclr", 0)]
+    xn = (train["z_norm"] - train["z_norm"].min()) / np.ptp(train["z_norm"])
+    row = b[(b.panel == "agreement") & (b.method == "simclr") & (b.seed == 0) & (b.view == "augmented")].iloc[0]
+    assert row["count"] == (xn < 0.05).sum()
+    assert row["value"] == pytest.approx(100 * (aggre[idx][xn < 0.05] == clean[idx][xn < 0.05]).mean())
+    tn = (test["z_norm"] - test["z_norm"].min()) / np.ptp(test["z_norm"])
+    counts = np.bincount(np.minimum((tn * 20).astype(int), 19), minlength=20)
+    drawn = b[(b.panel == "entropy") & (b.method == "simclr") & (b.seed == 0)]
+    assert drawn.bucket.tolist() == np.flatnonzero(counts >= 10).tolist()      # released minimum 10, not 50
+    assert ((drawn["count"] >= 10) & (drawn["count"] < 50)).any()
+
+
+def test_fig4_bad_human_files_are_not_run_with_reason(tmp_path, monkeypatch, data_dir):
+    bad = tmp_path / "data"
+    bad.mkdir()
+    os.symlink(data_dir / "cifar10_jpeg.npz", bad / "cifar10_jpeg.npz")     # images present
+    np.save(bad / "cifar10h-probs.npy", np.full((9999, 10), 0.1))              # wrong length; CIFAR-10N missing
+    monkeypatch.setenv("EMBEDDING_NORMS_DATA", str(bad))
+    plan, p = _plan("smoke", 1, str(bad)), fig4.Params()
+    rng = np.random.default_rng(1)
+    fr = _fig4_frames(plan, p, lambda k: _knn_splits(rng, 400, 1.0))
+    checks = fig4.checks(fr, p)
+    human = [c for c in checks if c.claim == "norm-human"]
+    assert all(c.verdict == "not run" for c in human)
+    assert any("cifar10h-probs.npy" in c.detail and "(10000, 10)" in c.detail for c in human)
+    assert any("cifar10n_labels.npz" in c.detail and "(50000,)" in c.detail for c in human)
+    assert set(fr["buckets"].panel) == {"knn"}            # nothing drawn on unusable labels
+
+
+def test_fig4_build_from_store_writes_outputs_and_skips_missing_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
+    planned = plan_artifact(Artifact.from_module(fig4), Plan("smoke"))
+    store = RunStore(tmp_path / "runs")
+    key = fig4.Key("cifar10", "simclr", 0)
+    cfg = planned.specs[key].cfg
+    store.ensure(cfg)
+    (store.path(cfg) / "embeddings").mkdir(parents=True, exist_ok=True)
+    np.savez(store.path(cfg) / "embeddings" / "epoch_0002.npz", **_flat(_knn_splits(np.random.default_rng(0), 400, 1.0)))
+    store.set_status(cfg, "done", epoch=2)
+    res = build(planned, store, OutputDirs(tmp_path / "out"))
+    assert res.error == "" and res.status == "partial", res.error      # SimSiam run pending
+    assert any("simsiam" in s["part"] and "pending" in s["reason"] for s in res.skipped)
+    for f in ("fig4_norm_confidence.png", "fig4_norm_confidence_loo.png", "fig4_norm_confidence_unaugmented.png"):
+        assert (tmp_path / "out" / "figures" / f).is_file()
+    main = pd.read_csv(tmp_path / "out" / "tables" / "fig4_norm_confidence.csv")
+    assert set(main.method) == {"simclr"} and (main.seeds == 1).all()
+    simclr_knn = [c for c in res.checks if c.claim == "norm-knn" and c.test.startswith("SimCLR")]
+    assert simclr_knn and all(c.verdict == "inconclusive" and c.n_seeds == 1 for c in simclr_knn)   # one seed decides nothing
+    assert all(c.verdict == "not run" for c in res.checks if c.test.startswith("SimSiam"))
+
+
+# ----------------------------------------------------------------------------- seen vs unseen
+def test_seen_holdout_runs_rotate_classes_and_follow_the_design(data_dir):
+    p = seen.Params()
+    specs = seen.runs(_plan("quick", 5, str(data_dir)), p)
+    assert set(specs) == {seen.Key(m, s) for m in ("simclr", "simsiam") for s in range(5)}
+    held = [(5, 6, 7, 8, 9), (0, 1, 2, 3, 4), (0, 2, 4, 6, 8), (1, 3, 5, 7, 9), (5, 6, 7, 8, 9)]
+    for (m, s), spec in specs.items():
+        c = spec.cfg
+        assert set(c.data.classes) == set(range(10)) - set(held[s]) and c.eval.novel == "heldout"
+        assert c.data.train_size == 500 and c.train.epochs == 120 and c.train.seed == s
+        assert tuple(c.train.save_embeddings_epochs) == (15, 30, 60, 120)
+        assert c.optim.warmup_epochs == pytest.approx(120 * 10 / 512) and c.optim.schedule_epochs is None
+        assert (c.optim.batch_size, c.optim.accumulation_steps) == ((128, 1) if m == "simclr" else (64, 2))
+    smoke = seen.runs(_plan("smoke", 1, str(data_dir)), seen.Params(n_train=50, epochs=2, saved_epochs=(1, 2),
+                                                                     batch_size=16))
+    assert all(s.cfg.data.train_size == 50 and s.cfg.train.epochs == 2 for s in smoke.values())
+    with pytest.raises(ValueError, match="include epochs"):
+        seen.Params(saved_epochs=(15, 30))
+    with pytest.raises(ValueError, match="holdouts"):
+        seen.Params(holdouts=((0, 0, 1),))
+    with pytest.raises(ValueError, match="n_train"):
+        seen.Params(n_train=100)
+
+
+def _seen_runs(plan, p, means_by_epoch, rng):
+    """FakeRuns whose split norms are normal with the given means per saved epoch."""
+    out = {}
+    for k, spec in seen.runs(plan, p).items():
+        by_epoch = {}
+        for epoch, means in means_by_epoch.items():
+            splits = {}
+            for name, n in (("train", 200), ("test", 150), ("novel", 150)):
+                lab = np.repeat(np.arange(5), n // 5)
+                splits[name] = _split(rng, lab, np.full(n, 0.8), np.arange(n), np.abs(rng.normal(means[name], 1.0, n)))
+            by_epoch[epoch] = _flat(splits)
+        out[k] = FakeRun(spec, by_epoch)
+    return out
+
+
+@pytest.mark.parametrize("order", ["paper", "reversed"])
+def test_seen_checks_and_effect_by_epoch_follow_fabricated_norms(order, monkeypatch):
+    monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
+    p = seen.Params(n_train=50, epochs=2, saved_epochs=(1, 2), batch_size=16, n_boot=300)
+    plan = _plan("smoke", 3)
+    last = {"train": 10.0, "test": 9.0, "novel": 7.5} if order == "paper" else {"train": 7.5, "test": 9.0, "novel": 10.0}
+    runs = _seen_runs(plan, p, {1: {"train": 9.0, "test": 9.0, "novel": 9.0}, 2: last}, np.random.default_rng(2))
+    fr = seen.frames(runs, p)
+    checks = seen.checks(fr, p)
+    assert len(checks) == 4 and all(c.n_seeds == 3 for c in checks)
+    assert all(c.verdict == ("holds" if order == "paper" else "contradicted") for c in checks), [c.per_seed for c in checks]
+    a = fr["auroc"]
+    # independent AUROC of one seed: P(norm_unseen < norm_seen) by pairwise comparison
+    emb = runs[seen.Key("simclr", 1)].embeddings(2)
+    pair = np.mean(emb["test/z_norm"][:, None] < emb["train/z_norm"][None, :])
+    row = a[(a.method == "simclr") & (a.seed == 1) & (a.epoch == 2) & (a.comparison == "test vs train")].iloc[0]
+    assert row["auroc"] == pytest.approx(pair) and row["effect"] == pytest.approx(pair - 0.5)
+    # the interval against its closed form: mean +- t_{0.975, 2} sqrt(s^2/3 + mean(se^2))
+    g = a[(a.method == "simsiam") & (a.epoch == 2) & (a.comparison == "novel vs test")].sort_values("seed")
+    half = sps.t.ppf(0.975, 2) * math.sqrt(g.effect.var(ddof=1) / 3 + (g.se ** 2).mean())
+    c = next(c for c in checks if c.test.startswith("SimSiam") and "novel vs test" in c.test)
+    assert (c.ci_low, c.ci_high) == pytest.approx((g.effect.mean() - half, g.effect.mean() + half))
+    # effect by epoch: nothing at epoch 1 (same distributions), the fabricated effect at epoch 2
+    t = fr[""]
+    assert set(t.epoch) == {1, 2} and len(t) == 8
+    e1 = t[t.epoch == 1]
+    assert ((e1.ci_low < 0) & (e1.ci_high > 0)).all(), e1
+    assert set(fr["auroc"].held_out) == {"5-6-7-8-9", "0-1-2-3-4", "0-2-4-6-8"}      # rotation with the seed
+    assert set(seen.figures(fr, p)) == {""}
+    assert any("rotate with the seed" in n for n in seen.notes(fr, p))
+
+
+def test_seen_paper_design_declares_cifar100_novel(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("EMBEDDING_NORMS_DATA", str(data_dir))
+    plan = Plan("paper", data_dir=str(data_dir))
+    planned = plan_artifact(Artifact.from_module(seen), plan)
+    assert planned.params.design == "cifar100"
+    for k, s in planned.specs.items():           # CIFAR-100 is not available offline: skipped with the reason
+        assert s.label == f"{k.method}/novel-cifar100/seed={k.seed}" and s.cfg is None and "cifar100" in s.skipped
+    res = build(planned, RunStore(tmp_path / "runs"), OutputDirs(tmp_path / "out"))
+    assert res.error == "" and res.status == "partial", res.error
+    assert res.checks and all(c.verdict == "not run" for c in res.checks)
+    assert all("cifar100" in s["reason"] for s in res.skipped)

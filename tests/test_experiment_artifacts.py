@@ -1,98 +1,150 @@
 """Real-data artifacts (norm growth, weight decay, cut-init, GradScale, imbalance) on fabricated run
-stores: known metrics / embeddings in, the claim verdicts they imply out."""
+stores over several seeds: known metrics / embeddings in, the effects, intervals and verdicts they
+imply out (values derived by hand)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from embedding_norms.runs import RunStore
-from reproduce import fig_imbalance_norms, fig_norm_growth, tab_cut_init, tab_weight_decay
-from reproduce.common import OutputDirs, Plan, timed_build
+from reproduce import fig_imbalance_norms, fig_norm_growth, tab_cut_init, tab_gradscale, tab_weight_decay
+from reproduce.artifact import Artifact, Plan, Planned, plan_artifact
+from reproduce.context import OutputDirs, build
+
+T975_2 = 4.302652730  # Student-t quantile, 2 degrees of freedom (3 seeds), from a printed table
 
 
 @pytest.fixture
 def plan(data_dir):
-    return Plan("smoke", str(data_dir))
+    return Plan("smoke", str(data_dir), n_seeds=3)
 
 
-def fabricate(store: RunStore, spec, epochs, norms, knn=None, state="done"):
-    """A finished run with the given per-epoch mean norms (10-90 % band = +-10 %) and kNN accuracies."""
-    store.ensure(spec.cfg)
+def fabricate(store: RunStore, cfg, epochs, norms, knn=None, state="done", predictor=False):
+    """A finished run with the given per-epoch mean norms of z (p = 2 z; h = 3 z) and kNN accuracies."""
+    store.ensure(cfg)
     norms = np.asarray(norms, float)
-    frame = pd.DataFrame({"epoch": epochs, "step": [10 * e for e in epochs], "loss": np.nan, "lr": 0.1,
-                          "emb_norm_mean": norms,
-                          "emb_norm_q10": norms * 0.9, "emb_norm_q90": norms * 1.1,
-                          "knn_acc": knn if knn is not None else np.nan})
-    frame.to_csv(store.path(spec.cfg) / "metrics.csv", index=False)
-    store.set_status(spec.cfg, state)
+    cols = {"epoch": epochs, "step": [10 * e for e in epochs], "loss": np.nan, "lr": 0.1}
+    for v, f in (("z", 1.0), ("h", 3.0)) + ((("p", 2.0),) if predictor else ()):
+        cols.update({f"{v}_norm_mean": f * norms, f"{v}_norm_q10": f * norms * 0.9, f"{v}_norm_q90": f * norms * 1.1})
+    cols["knn_acc"] = knn if knn is not None else np.nan
+    pd.DataFrame(cols).to_csv(store.path(cfg) / "metrics.csv", index=False)
+    store.set_status(cfg, state)
+
+
+def planned_with(module, plan, **params):
+    """The artifact planned with explicit parameters (independent of the profile's section)."""
+    p = module.Params(**params)
+    return Planned(Artifact.from_module(module), p, module.runs(plan, p), plan.profile)
+
+
+def run_build(module, plan, store, tmp_path, planned=None):
+    planned = planned or plan_artifact(Artifact.from_module(module), plan)
+    res = build(planned, store, OutputDirs(tmp_path / "out"))
+    assert res.status == "built", (res.error, res.skipped)
+    for f in res.figures + res.tables:
+        assert (tmp_path / "out" / f).exists(), f
+    return planned, res
 
 
 def checks(result, claim):
     return [c for c in result.checks if c.claim == claim]
 
 
-def build(artifact, plan, store, tmp_path):
-    res = timed_build(artifact, plan, store, OutputDirs(tmp_path / "out"))
-    assert res.status == "built", (res.error, res.skipped)
-    for f in res.figures + res.tables:
-        assert (tmp_path / "out" / f).exists(), f
-    return res
-
-
-@pytest.mark.parametrize("wd_shrinks", [True, False])
-def test_norm_growth_and_weight_decay_verdicts_follow_the_data(plan, tmp_path, wd_shrinks):
+def test_norm_growth_effect_is_the_log_ratio_over_seeds(plan, tmp_path):
     store = RunStore(tmp_path / "runs")
-    epochs = [0, 1, 2]
-    for spec in fig_norm_growth.runs(plan):
-        method, wd = spec.label.split("/wd=")
-        wd = float(wd)
-        final = 10.0 / (1 + 1e3 * wd) if wd_shrinks else 10.0 * (1 + 1e3 * wd)
-        fabricate(store, spec, epochs, [1.0, (1 + final) / 2, final], [10.0, np.nan, 30.0])
-    res = build(fig_norm_growth.ARTIFACT, plan, store, tmp_path)
-    growth = checks(res, "norm-growth")
-    assert len(growth) == 3 and all(c.holds for c in growth)
-    simclr = [c for c in growth if c.test.startswith("SimCLR")][0]
-    assert simclr.value == pytest.approx(10.0)  # final 10 / initial 1 at wd = 0
-    wd = checks(res, "weight-decay")
-    assert len(wd) == 2 and all(c.holds is wd_shrinks for c in wd)
-    # SimSiam: norm(wd=0.05) / norm(0) = 1 / (1 + 50) or (1 + 50)
-    ss = [c for c in wd if c.test.startswith("SimSiam")][0]
-    assert ss.value == pytest.approx(1 / 51 if wd_shrinks else 51.0)
-
-    res_t = build(tab_weight_decay.ARTIFACT, plan, store, tmp_path)
-    rho = checks(res_t, "weight-decay")
-    assert [c.value for c in rho] == pytest.approx([-1.0, -1.0] if wd_shrinks else [1.0, 1.0])
-    table = pd.read_csv(tmp_path / "out" / "tables" / "tab_weight_decay.csv")
-    assert set(table.epoch.dropna()) == {0, 2}  # only the evaluation epochs
+    planned = plan_artifact(Artifact.from_module(fig_norm_growth), plan)
+    growth = {0: 2.0, 1: 4.0, 2: 8.0}  # final / initial per seed
+    for key, spec in planned.specs.items():
+        fabricate(store, spec.cfg, [0, 1, 2], [1.0, 1.5, growth[key.seed]], [10, np.nan, 30],
+                  predictor=key.method != "simclr")
+    _, res = run_build(fig_norm_growth, plan, store, tmp_path)
+    cs = checks(res, "norm-growth")
+    assert len(cs) == 5  # SimCLR z; SimSiam z, p; BYOL z, p
+    logs = [math.log(2), math.log(4), math.log(8)]
+    sd = float(np.std(logs, ddof=1))
+    for c in cs:
+        assert c.per_seed == pytest.approx(logs)
+        assert c.effect == pytest.approx(math.log(4))
+        assert c.ci_low == pytest.approx(math.log(4) - T975_2 * sd / math.sqrt(3), abs=1e-6)
+        # low = 1.386 - 4.303 * 0.693 / 1.732 = -0.336: three seeds this spread are not enough
+        assert c.verdict == "inconclusive"
 
 
-def test_cut_init_first_epoch_gain_and_speedup(plan, tmp_path):
+@pytest.mark.parametrize("shrink", [True, False])
+def test_weight_decay_effect_and_direction(plan, tmp_path, shrink):
     store = RunStore(tmp_path / "runs")
-    # c = 1 reaches 20 % at epoch 4; c = 3 already at epoch 1; c = 9 is worse throughout
-    curves = {1.0: [10, 12, 15, 20], 3.0: [10, 19, 21, 22], 9.0: [10, 11, 12, 13]}
-    epochs = [0, 1, 2, 4]
-    for spec in tab_cut_init.runs(plan):
-        c = float(spec.label.rsplit("c=", 1)[1])
-        fabricate(store, spec, epochs, [1, 2, 3, 4], curves[c])
-    res = build(tab_cut_init.ARTIFACT, plan, store, tmp_path)
-    cut = checks(res, "cut-init")
-    first = [x for x in cut if "first eval epoch" in x.test]
-    curve = [x for x in cut if "learning curve" in x.test]
-    assert len(first) == len(curve) == 2 * 3 * 2  # 2 constants x 3 methods x 2 datasets (CIFAR-100 stand-in)
-    assert all(x.holds and x.value == pytest.approx(19 - 12) for x in first if "c=3" in x.test)
-    assert all(x.holds is False and x.value == pytest.approx(11 - 12) for x in first if "c=9" in x.test)
-    # mean over the evaluation epochs 1, 2, 4: c=3 (19+21+22)/3 vs c=1 (12+15+20)/3; c=9 (11+12+13)/3
-    assert all(x.holds and x.value == pytest.approx(62 / 3 - 47 / 3) for x in curve if "c=3" in x.test)
-    assert all(x.holds is False and x.value == pytest.approx(12 - 47 / 3) for x in curve if "c=9" in x.test)
-    table = pd.read_csv(tmp_path / "out" / "tables" / "tab_cut_init.csv")
-    row = table[(table.method == "SimCLR") & (table.c == 3.0) & (table.dataset == "cifar10")].iloc[0]
-    # target = 0.9 x final accuracy of c = 1 = 18 %: c = 1 reaches it at epoch 4, c = 3 at epoch 1
-    assert row.target_acc == pytest.approx(18.0)
-    assert row.first_epoch_at_target == 1 and row.speedup_vs_c1 == pytest.approx(4.0)
+    planned = plan_artifact(Artifact.from_module(tab_weight_decay), plan)
+    for key, spec in planned.specs.items():
+        final = 10.0 / (1 + 1e3 * key.wd) if shrink else 10.0 * (1 + 1e3 * key.wd)
+        final *= 1 + 0.01 * key.seed  # a little seed spread, the same at every wd
+        fabricate(store, spec.cfg, [0, 1, 2], [1.0, 2.0, final], [10, np.nan, 30], predictor=key.method == "simsiam")
+    _, res = run_build(tab_weight_decay, plan, store, tmp_path)
+    ratio = [c for c in checks(res, "weight-decay") if c.statistic.startswith("log")]
+    ss = [c for c in ratio if c.test.startswith("SimSiam, z")][0]
+    # SimSiam sweep 0 ... 5e-2: norm ratio 1 / (1 + 50) (or 51) in every seed: no spread
+    assert ss.per_seed == pytest.approx([math.log(1 / 51) if shrink else math.log(51)] * 3)
+    assert all(c.verdict == ("holds" if shrink else "contradicted") for c in ratio)
+    rho = [c for c in checks(res, "weight-decay") if c.statistic.startswith("Spearman")]
+    assert rho and all(c.effect == pytest.approx(-1.0 if shrink else 1.0) for c in rho)
+
+
+def test_cut_init_effect_is_paired_by_seed(plan, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    planned = planned_with(tab_cut_init, plan, constants=(1.0, 3.0, 9.0), regimes=("whole", "early"), early_epochs=2)
+    # c = 3 beats c = 1 by 2 + seed points at every epoch after 0 in the whole regime; c = 9 loses 1 point
+    for key, spec in planned.specs.items():
+        epochs = list(spec.cfg.train.eval_epochs)
+        base = [10 + 5 * e + key.seed for e in epochs]
+        gain = {1.0: 0.0, 3.0: 2.0 + key.seed, 9.0: -1.0}[key.c]
+        fabricate(store, spec.cfg, epochs, [1.0] * len(epochs), [b + (gain if e > 0 else 0) for b, e in zip(base, epochs)])
+    _, res = run_build(tab_cut_init, plan, store, tmp_path, planned)
+    cs = [c for c in checks(res, "cut-init") if " cifar10:" in c.test]
+    c3 = [c for c in cs if "c=3" in c.test]
+    assert c3 and all(c.per_seed == pytest.approx([2.0, 3.0, 4.0]) for c in c3)
+    assert all(c.ci_low == pytest.approx(3 - T975_2 / math.sqrt(3), abs=1e-6) and c.verdict == "holds" for c in c3)
+    c9 = [c for c in cs if "c=9" in c.test]
+    assert c9 and all(c.per_seed == pytest.approx([-1.0] * 3) and c.verdict == "contradicted" for c in c9)
+    regimes = {c.regime for c in cs}
+    assert len(regimes) == 2  # whole schedule and early phase
+
+
+def test_cut_init_without_reference_constant_is_refused(data_dir, tmp_path, monkeypatch):
+    from embedding_norms.config import ConfigError
+
+    with pytest.raises(ValueError, match="1.0"):
+        tab_cut_init.Params(constants=(3.0, 9.0))
+    with pytest.raises(ValueError, match="regimes"):
+        tab_cut_init.Params(regimes=("late",))
+
+
+def test_gradscale_verdict_uses_the_matched_control(plan, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    planned = plan_artifact(Artifact.from_module(tab_gradscale), plan)
+    # base arm 30 %, matched p=0 20 %, p=1 25 + seed %: p helps against the matched control (+5..+7)
+    # but loses against the base run (-5..-3), which has another learning rate
+    acc = {"base": lambda s: 30.0, "p=0 matched": lambda s: 20.0, "p=1": lambda s: 25.0 + s}
+    cfgs = {}
+    for key, spec in planned.specs.items():
+        cfgs.setdefault(spec.cfg.hash(), (key, spec))
+    for key, spec in planned.specs.items():
+        epochs = list(spec.cfg.train.eval_epochs)
+        fabricate(store, spec.cfg, epochs, [1.0] * len(epochs), [acc[key.arm](key.seed)] * len(epochs))
+    # the matched control differs from the base run in lr and warm-up only
+    k = next(k for k in planned.specs if k.arm == "p=0 matched" and k.data == "balanced" and k.method == "simclr")
+    kb = k._replace(arm="base")
+    a, b = planned.specs[k].cfg, planned.specs[kb].cfg
+    assert a.norm.gradscale_power == b.norm.gradscale_power == 0.0 and a.optim.lr != b.optim.lr
+    assert a.replace({"optim": {"lr": b.optim.lr, "warmup_fraction": b.optim.warmup_fraction}}).hash() == b.hash()
+    _, res = run_build(tab_gradscale, plan, store, tmp_path)
+    matched = [c for c in res.checks if "p=1 - p=0 matched" in c.test and c.test.startswith("SimCLR cifar10 balanced")]
+    assert len(matched) == 1 and matched[0].per_seed == pytest.approx([5.0, 6.0, 7.0])
+    assert matched[0].verdict == "holds"
+    vs_base = [c for c in res.checks if "p=1 - base" in c.test and c.test.startswith("SimCLR cifar10 balanced")]
+    assert vs_base[0].per_seed == pytest.approx([-5.0, -4.0, -3.0])
 
 
 @pytest.mark.parametrize("sign", [1, -1])
@@ -100,16 +152,21 @@ def test_imbalance_norms_rank_correlation(plan, tmp_path, sign):
     store = RunStore(tmp_path / "runs")
     rng = np.random.default_rng(0)
     sizes = [50, 33, 22, 14, 9, 6, 4, 3, 2, 1]
-    for spec in fig_imbalance_norms.runs(plan):
-        fabricate(store, spec, [0, 1], [1, 2])
+    planned = plan_artifact(Artifact.from_module(fig_imbalance_norms), plan)
+    for key, spec in planned.specs.items():
+        fabricate(store, spec.cfg, [0, 1], [1, 2], predictor=key.method != "simclr")
         labels = np.repeat(np.arange(10), sizes)
         # class mean norm = 5 + sign * log(size): ranks follow class size exactly
         norms = (5 + sign * np.log(np.array(sizes, float)))[labels] + rng.normal(0, 1e-3, len(labels))
-        emb = rng.normal(size=(len(labels), 4)).astype(np.float16)
+        arrays = {"train/z_norm": norms.astype(np.float32), "train/labels": labels,
+                  "train/indices": np.arange(len(labels))}
+        if key.method != "simclr":
+            arrays["train/p_norm"] = (2 * norms).astype(np.float32)
         path = store.path(spec.cfg) / "embeddings"
         path.mkdir(exist_ok=True)
-        np.savez(path / "epoch_0001.npz", **{"train/emb": emb, "train/emb_norm": norms.astype(np.float32),
-                                              "train/labels": labels, "train/indices": np.arange(len(labels))})
-    res = build(fig_imbalance_norms.ARTIFACT, plan, store, tmp_path)
+        np.savez(path / "epoch_0001.npz", **arrays)
+    _, res = run_build(fig_imbalance_norms, plan, store, tmp_path)
     rho = checks(res, "imbalance-norms")
-    assert len(rho) == 2 and all(c.value == pytest.approx(float(sign)) and c.holds is (sign > 0) for c in rho)
+    assert len(rho) == 3  # SimCLR z, SimSiam z and p
+    assert all(c.per_seed == pytest.approx([float(sign)] * 3) for c in rho)
+    assert all(c.verdict == ("holds" if sign > 0 else "contradicted") for c in rho)

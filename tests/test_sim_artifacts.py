@@ -1,69 +1,108 @@
-"""The four theory/simulation artifacts build at the smoke profile: figure (PNG + PDF), tables
-(CSV), results JSON with claim checks. Their numbers at smoke scale mean nothing; the claim
-checks are only required to be recorded (with the right claim ids)."""
+"""The four theory/simulation artifacts build at the smoke profile through the artifact interface
+(reproduce.artifact.Artifact.from_module + reproduce.context.build): figure (PNG + PDF), tables,
+claim checks with the right claim ids and kinds (exact for closed forms, intervals over seeds for
+simulations). Their numbers at smoke scale mean nothing about the paper."""
 
 from __future__ import annotations
 
 import importlib
-import json
 
 import pytest
 
-from embedding_norms import simulate as sim
-from embedding_norms.report import write_result
+from embedding_norms import sim_classes
+from embedding_norms.config import artifact_params
 from embedding_norms.runs import RunStore
-from reproduce.common import OutputDirs, Plan, timed_build
+from embedding_norms.stats import VERDICTS
+from reproduce.artifact import Artifact, Planned
+from reproduce.context import OutputDirs, build
 
-EXPECTED = {
-    "fig1_gradient_geometry": ({"prop3.1", "cor3.3"}, ["fig1_gradient_geometry.csv"]),
+EXPECTED = {  # claims, tables, seeded checks?
+    "fig1_gradient_geometry": ({"prop3.1", "cor3.3"}, ["fig1_gradient_geometry.csv"], False),
     "fig_sim_convergence": ({"conv-norm", "conv-angle"},
-                            ["fig_sim_convergence_norm.csv", "fig_sim_convergence_angle.csv"]),
-    "fig_sim_imbalance": ({"sim-imbalance"}, ["fig_sim_imbalance.csv", "fig_sim_imbalance_history.csv"]),
-    "fig_sim_density": ({"sim-density"}, ["fig_sim_density.csv", "fig_sim_density_points.csv"]),
+                            ["fig_sim_convergence_norm.csv", "fig_sim_convergence_angle.csv",
+                             "fig_sim_convergence_fit.csv"], True),
+    "fig_sim_imbalance": ({"sim-imbalance"}, ["fig_sim_imbalance.csv", "fig_sim_imbalance_per_seed.csv",
+                                              "fig_sim_imbalance_history.csv"], True),
+    "fig_sim_density": ({"sim-density"}, ["fig_sim_density.csv", "fig_sim_density_points.csv"], True),
 }
+
+
+def _planned(name: str, profile: str = "smoke") -> Planned:
+    art = Artifact.from_module(importlib.import_module(f"reproduce.{name}"))
+    return Planned(art, artifact_params(profile, name, art.params_cls), art.runs(None, None), profile)
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_artifact_builds_at_smoke(name, tmp_path):
-    art = importlib.import_module(f"reproduce.{name}").ARTIFACT
-    assert art.name == name and art.runs(Plan("smoke")) == []
+    planned = _planned(name)
+    assert planned.artifact.name == name and planned.specs == {}      # no training runs
     out = OutputDirs(tmp_path / "out")
-    res = timed_build(art, Plan("smoke"), RunStore(tmp_path / "runs"), out)
+    res = build(planned, RunStore(tmp_path / "runs"), out)
     assert res.status == "built", res.error
     for ext in ("png", "pdf"):
         f = out.figures / f"{name}.{ext}"
         assert f.is_file() and f.stat().st_size > 1000
-    claims, tables = EXPECTED[name]
-    for t in tables:
-        assert (out.tables / t).is_file()
-    path = write_result(res, out.results)
-    data = json.loads(path.read_text())
-    checks = data["checks"]
-    assert {c["claim"] for c in checks} == claims == set(art.claims)
-    for c in checks:
-        assert c["statistic"] and c["threshold"] and c["value"] is not None and isinstance(c["holds"], bool)  # evaluated
-    assert data["numbers"]
+    claims, tables, seeded = EXPECTED[name]
+    assert sorted(p.name for p in out.tables.glob("*.csv")) == sorted(tables)
+    assert {c.claim for c in res.checks} == claims == set(planned.artifact.claims)
+    for c in res.checks:
+        assert c.verdict in VERDICTS and c.verdict != "not run" and c.statistic and c.regime
+        if seeded:   # one effect per seed, t-interval over the smoke profile's 2 seeds
+            assert c.n_seeds == 2 and len(c.per_seed) == 2 and c.interval.startswith("t-interval")
+            assert c.ci_low is not None and c.ci_low <= c.effect <= c.ci_high
+        else:
+            assert c.n_seeds is None and c.interval == "exact"
+    assert res.numbers["params"] and res.vector
 
 
 def test_density_reuses_the_imbalance_models(tmp_path):
-    """Building fig_sim_imbalance then fig_sim_density trains the models once (shared cache)."""
-    imb = importlib.import_module("reproduce.fig_sim_imbalance")
-    den = importlib.import_module("reproduce.fig_sim_density")
+    """The smoke sections of both artifacts give one simulation: it is trained once."""
+    imb, den = _planned("fig_sim_imbalance"), _planned("fig_sim_density")
+    assert sim_classes.ImbalanceSetup.of(imb.params) == sim_classes.ImbalanceSetup.of(den.params)
     out, store = OutputDirs(tmp_path / "out"), RunStore(tmp_path / "runs")
-    assert timed_build(imb.ARTIFACT, Plan("smoke"), store, out).status == "built"
-    misses = sim.imbalance_simulation.cache_info().misses
-    assert timed_build(den.ARTIFACT, Plan("smoke"), store, out).status == "built"
-    assert sim.imbalance_simulation.cache_info().misses == misses
+    assert build(imb, store, out).status == "built"
+    misses = sim_classes.imbalance_simulation.cache_info().misses
+    assert build(den, store, out).status == "built"
+    assert sim_classes.imbalance_simulation.cache_info().misses == misses
 
 
-def test_invalid_simulation_parameters_fail_before_compute(monkeypatch, tmp_path):
+def test_released_variants_are_the_defaults():
+    imb = importlib.import_module("reproduce.fig_sim_imbalance").Params()
+    den = importlib.import_module("reproduce.fig_sim_density").Params()
+    assert (imb.loss, imb.window_end, imb.epoch) == ("symmetric", 49, 49)
+    assert (den.evaluation, den.eval_spread, den.k) == ("released", 0.1, 10)
+
+
+@pytest.mark.parametrize("name, kwargs, match", [
+    ("fig_sim_convergence", dict(norms=(1.0, 0.0)), "norm must be a finite number > 0.*undefined"),
+    ("fig_sim_convergence", dict(seeds=0), "seeds must"),
+    ("fig_sim_convergence", dict(exponent_range=(2.2, 1.8)), "exponent_range"),
+    ("fig_sim_imbalance", dict(class_weights=(1, 2, 0, 8)), r"class_weights\[2\] must be > 0"),
+    ("fig_sim_imbalance", dict(epochs=5), r"window_end must be .* 1 … epochs \(5\)"),
+    ("fig_sim_imbalance", dict(loss="all"), "loss must be one of symmetric, one_partner"),
+    ("fig_sim_density", dict(evaluation="test"), "evaluation must be one of released, own"),
+    ("fig_sim_density", dict(scatter_seed=5), "scatter_seed"),
+    ("fig1_gradient_geometry", dict(direction=(0.0, 0.0)), "norm of direction"),
+    ("fig1_gradient_geometry", dict(steps=0), "steps must"),
+])
+def test_invalid_parameters_fail_on_construction(name, kwargs, match):
+    params_cls = importlib.import_module(f"reproduce.{name}").Params
+    with pytest.raises(ValueError, match=match):
+        params_cls(**kwargs)
+
+
+def test_options_change_the_variant(tmp_path):
+    """``evaluation: own`` embeds the training points; ``window_end: null`` takes the last epoch."""
+    den = importlib.import_module("reproduce.fig_sim_density")
+    base = artifact_params("smoke", "fig_sim_density", den.Params)
+    own = den.Params(**{**base.__dict__, "evaluation": "own"})
+    released = den.frames({}, base)["points"]["class"].value_counts().sort_index().to_numpy()
+    trained_on = den.frames({}, own)["points"]["class"].value_counts().sort_index().to_numpy()
+    assert released.sum() == trained_on.sum() == base.n_samples
+    assert released.max() < 1.5 * released.min()          # balanced evaluation set
+    assert trained_on[3] > 3 * trained_on[0]               # the 1:2:4:8 training set
     imb = importlib.import_module("reproduce.fig_sim_imbalance")
-    with pytest.raises(ValueError, match=r"class_weights\[2\] must be > 0"):
-        imb.setup_from_params(dict(imb.DEFAULTS, class_weights=[1, 2, 0, 8]))
-    # an invalid norm in a profile makes the convergence artifact fail with a clear message, no output
-    conv = importlib.import_module("reproduce.fig_sim_convergence")
-    monkeypatch.setattr(conv, "DEFAULTS", dict(conv.DEFAULTS, norms=[1.0, 0.0]))
-    out = OutputDirs(tmp_path / "out")
-    res = timed_build(conv.ARTIFACT, Plan("paper"), RunStore(tmp_path / "runs"), out)
-    assert res.status == "failed" and "norm must be a finite number > 0" in res.error and "undefined" in res.error
-    assert not (out.figures / "fig_sim_convergence.png").exists()
+    p = imb.Params(n_samples=64, batch_size=32, epochs=3, seeds=2, window_end=None)
+    assert p.epoch == 3 and (imb.frames({}, p)[""].window_epoch == 3).all()
+    p2 = imb.Params(n_samples=64, batch_size=32, epochs=3, seeds=2, window_end=1)
+    assert (imb.frames({}, p2)[""].window_epoch == 1).all()

@@ -1,4 +1,5 @@
-"""Tests of embedding_norms.simulate against closed forms and hand-computed values (Section 3).
+"""Tests of the simulation library (sim_theory, sim_pairs) against closed forms and hand-computed
+values (Section 3). Simulations (b)/(c) are tested in tests/test_sim_classes.py.
 
 Every expected number here is derived by hand or from a closed form written out in the test,
 never copied from the code's output.
@@ -12,7 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from embedding_norms import simulate as sim
+from embedding_norms import sim_pairs as pairs
+from embedding_norms import sim_theory as sim
+
+
+def closed_form_cosine_gradient(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Prop. 3.1 written out: ∂cos(z, y)/∂z = (ŷ - cos θ ẑ) / ||z|| (a second implementation)."""
+    zn = z.norm(dim=-1, keepdim=True)
+    zh, yh = z / zn, y / y.norm(dim=-1, keepdim=True)
+    return (yh - (zh * yh).sum(-1, keepdim=True) * zh) / zn
 
 # --------------------------------------------------------------------------- Prop. 3.1
 
@@ -39,7 +48,7 @@ def test_cosine_gradient_orthogonal_and_size_random():
     assert ((g * z).sum(1) / (g.norm(dim=1) * zn)).abs().max() < 1e-12
     assert torch.allclose(g.norm(dim=1), sin / zn, rtol=1e-10, atol=0)
     # the closed form and autograd agree (two implementations)
-    assert torch.allclose(sim.cosine_gradient_closed_form(z, y), g, rtol=1e-10, atol=1e-14)
+    assert torch.allclose(closed_form_cosine_gradient(z, y), g, rtol=1e-10, atol=1e-14)
 
 
 def test_gradient_inversely_proportional_to_norm():
@@ -71,7 +80,7 @@ def test_norm_growth_identity_one_step_by_hand():
     assert traj["norm"][1] ** 2 == pytest.approx(9 + 2 / 9, rel=1e-14)
     z = torch.tensor([3.0, 0.0], dtype=torch.float64)
     g = -sim.cosine_gradient(z, torch.tensor([1.0, 1.0], dtype=torch.float64))
-    assert float(sim.gradient_step(z, g, 2.0).norm() ** 2) == pytest.approx(9 + 2 / 9, rel=1e-14)
+    assert float((z - 2.0 * g).norm() ** 2) == pytest.approx(9 + 2 / 9, rel=1e-14)
 
 
 def test_norm_growth_identity_along_a_trajectory():
@@ -94,7 +103,7 @@ def test_pair_step_matches_autograd_sgd():
     loss = -torch.nn.functional.cosine_similarity(zz, pp, dim=1).mean()
     loss.backward()
     opt.step()
-    z1, p1, _ = sim.pair_sgd_step(z, p, 3.0)
+    z1, p1, _ = pairs.pair_sgd_step(z, p, 3.0)
     assert torch.allclose(z1, zz.detach(), atol=1e-12) and torch.allclose(p1, pp.detach(), atol=1e-12)
 
 
@@ -106,7 +115,7 @@ def test_one_step_changes_cosine_as_closed_form_predicts():
     z = torch.randn(n, 5, generator=gen, dtype=torch.float64) * torch.tensor([[0.5], [1.0], [3.0]], dtype=torch.float64)
     p = torch.randn(n, 5, generator=gen, dtype=torch.float64) * torch.tensor([[2.0], [0.7], [1.0]], dtype=torch.float64)
     cos0 = torch.nn.functional.cosine_similarity(z, p, dim=1)
-    z1, p1, _ = sim.pair_sgd_step(z, p, lr)
+    z1, p1, _ = pairs.pair_sgd_step(z, p, lr)
     cos1 = torch.nn.functional.cosine_similarity(z1, p1, dim=1)
     predicted = (lr / n) * (1 - cos0 ** 2) * (1 / z.norm(dim=1) ** 2 + 1 / p.norm(dim=1) ** 2)
     assert torch.allclose(cos1 - cos0, predicted, rtol=1e-3, atol=0)
@@ -135,7 +144,7 @@ def test_steps_to_converge_scale_with_square_of_norm():
     norms = [2.0, 4.0, 8.0]
     z = torch.stack([_orthogonal_pairs(n, d, r)[0] for r in norms])
     p = torch.stack([_orthogonal_pairs(n, d, r)[1] for r in norms])
-    res = sim.steps_to_align(z, p, lr=lr, tol=tol)
+    res = pairs.steps_to_align(z, p, pairs.PairSetup(n=n, d=d, lr=lr, tol=tol))
     assert res.converged.all()
     # closed form (by hand, θ0 = π/2): t = ln(sqrt((2 - tol)/tol)) · n ρ² / (2 lr) = 3.80 ρ² here
     hand = [math.log(math.sqrt((2 - tol) / tol)) * n * r ** 2 / (2 * lr) for r in norms]
@@ -145,21 +154,19 @@ def test_steps_to_converge_scale_with_square_of_norm():
 
 
 def test_steps_grow_with_initial_angle():
-    df = sim.angle_sweep([-0.5, 0.0, 0.5, 0.9], n=30, d=6, seed=0)
+    df = pairs.angle_sweep(pairs.PairSetup(n=30, d=6), [-0.5, 0.0, 0.5, 0.9], seed=0)
     assert df.initial_angle.is_monotonic_increasing
     assert df.steps.is_monotonic_increasing and df.steps.iloc[-1] > df.steps.iloc[1]
 
 
 def test_pairs_at_pi_never_nan():
     z = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
-    res = sim.steps_to_align(z, -z, lr=10.0, tol=1e-3, max_steps=50)
+    res = pairs.steps_to_align(z, -z, pairs.PairSetup(n=1, d=3, lr=10.0, tol=1e-3, max_steps=50))
     assert not res.converged[0] and res.steps[0] == 50
     assert np.isfinite(res.final_mean_cos).all() and res.final_mean_cos[0] == pytest.approx(-1.0)
 
 
 @pytest.mark.parametrize("kwargs, name", [
-    (dict(norms=[1.0, 0.0]), "norm"),
-    (dict(norms=[-1.0]), "norm"),
     (dict(lr=0.0), "lr"),
     (dict(lr=-3.0), "lr"),
     (dict(n=0), "n"),
@@ -167,84 +174,39 @@ def test_pairs_at_pi_never_nan():
     (dict(tol=0.0), "tol"),
     (dict(tol=1.0), "tol"),
     (dict(tol=2.0), "tol"),
+    (dict(max_steps=0), "max_steps"),
 ])
-def test_norm_sweep_rejects_invalid_parameters(kwargs, name):
-    args = dict(norms=[1.0], n=5, d=3, lr=10.0, tol=1e-3) | kwargs
+def test_pair_setup_rejects_invalid_parameters(kwargs, name):
     with pytest.raises(ValueError, match=rf"^{name} must"):
-        sim.norm_sweep(**args)
+        pairs.PairSetup(**kwargs)
+
+
+@pytest.mark.parametrize("norms", [[1.0, 0.0], [-1.0], []])
+def test_norm_sweep_rejects_invalid_norms_before_compute(norms):
+    with pytest.raises(ValueError, match="norm"):
+        pairs.norm_sweep(pairs.PairSetup(n=5, d=3), norms)
 
 
 def test_norm_zero_is_rejected_with_reason():
     with pytest.raises(ValueError, match="undefined"):
-        sim.random_pairs(3, 4, 0.0, torch.Generator())
+        pairs.norm_sweep(pairs.PairSetup(n=3, d=4), [0.0])
     with pytest.raises(ValueError, match="norm 0"):
-        sim.steps_to_align(torch.zeros(2, 3), torch.ones(2, 3))
+        pairs.steps_to_align(torch.zeros(2, 3), torch.ones(2, 3), pairs.PairSetup())
     with pytest.raises(ValueError, match="norm"):
         sim.cosine_gradient(torch.zeros(3), torch.ones(3))
     with pytest.raises(ValueError, match="interpolation"):
-        sim.interpolated_pairs(3, 4, 1.0, torch.Generator())
+        pairs.angle_sweep(pairs.PairSetup(n=3, d=4), [1.0])
+
+
+def test_norm_sweep_pairs_have_the_requested_norm_and_angle_near_pi_over_2():
+    df = pairs.norm_sweep(pairs.PairSetup(n=400, d=50, max_steps=1), [0.5, 3.0])
+    # random directions in d = 50: cos θ has mean 0 and sd 1/sqrt(50); the mean of 400 is ~N(0, 1/sqrt(20000))
+    assert df.initial_mean_cos.abs().max() < 5 / math.sqrt(400 * 50)
+    # one step (max_steps=1) changes the norm only by Cor. 3.3's second-order growth: still ≈ the requested norm
+    assert df.final_mean_norm.to_numpy() == pytest.approx([0.5, 3.0], rel=0.05)
 
 
 def test_fits_on_exact_power_law():
     x = np.array([0.5, 1.0, 2.0, 4.0])
     assert sim.fit_power_law(x, 3 * x ** 2)["exponent"] == pytest.approx(2.0, abs=1e-12)
     assert sim.fit_quadratic(x, 3 * x ** 2) == pytest.approx(3.0, rel=1e-12)
-
-
-# --------------------------------------------------------------------------- Simulations (b)/(c)
-
-
-def test_knn_distance_by_hand():
-    deg = np.deg2rad([0.0, 10.0, 30.0, 100.0])
-    pts = np.stack([np.cos(deg), np.sin(deg)], axis=1) * np.array([[1.0], [5.0], [0.2], [3.0]])  # norms irrelevant
-    d1 = sim.knn_distance(pts, k=1)
-    expected = 1 - np.cos(np.deg2rad([10.0, 10.0, 20.0, 70.0]))
-    assert d1 == pytest.approx(expected, abs=1e-12)
-    d2 = sim.knn_distance(pts, k=2)
-    assert d2 == pytest.approx(1 - np.cos(np.deg2rad([30.0, 20.0, 30.0, 90.0])), abs=1e-12)
-    with pytest.raises(ValueError, match="k must"):
-        sim.knn_distance(pts, k=4)
-
-
-def test_imbalance_setup_validation():
-    with pytest.raises(ValueError, match=r"class_weights\[1\] must be > 0"):
-        sim.ImbalanceSetup(class_weights=(1.0, 0.0, 2.0))
-    with pytest.raises(ValueError, match=r"class_weights\[0\] must be > 0"):
-        sim.ImbalanceSetup(class_weights=(-1.0, 2.0))
-    for field, bad in (("lr", 0.0), ("temperature", -1.0), ("n_samples", 0), ("latent_dim", 0), ("epochs", 0)):
-        with pytest.raises(ValueError, match=field):
-            sim.ImbalanceSetup(**{field: bad})
-
-
-def test_spherical_classes_follow_the_weights():
-    setup = sim.ImbalanceSetup(class_weights=(1, 2, 4, 8), n_samples=15000)
-    x, u, labels = sim.spherical_classes(setup, torch.Generator().manual_seed(0))
-    assert x.shape == (15000, 64) and u.shape == (15000, 10)
-    assert torch.allclose(u.norm(dim=1), torch.ones(15000), atol=1e-5)          # on the sphere
-    frac = np.bincount(labels.numpy(), minlength=4) / 15000
-    assert frac == pytest.approx(np.array([1, 2, 4, 8]) / 15, abs=0.015)       # 1:2:4:8
-    # the observations are one fixed linear map (x10) of the latent points: rank 10
-    assert int(torch.linalg.matrix_rank(x[:200], rtol=1e-4)) == 10
-
-
-def test_train_imbalance_run_is_seeded_and_leaves_global_rng():
-    setup = sim.ImbalanceSetup(n_samples=96, epochs=2, batch_size=32, seeds=1)
-    state = torch.get_rng_state()
-    a = sim.train_imbalance_run(setup, seed=3)
-    assert torch.equal(state, torch.get_rng_state())
-    b = sim.train_imbalance_run(setup, seed=3)
-    assert a["class_norms"].shape == (3, 4) and np.isfinite(a["class_norms"]).all()
-    assert np.array_equal(a["class_norms"], b["class_norms"])
-    assert not np.array_equal(a["class_norms"], sim.train_imbalance_run(setup, seed=4)["class_norms"])
-
-
-def test_imbalance_simulation_is_cached_and_read_only():
-    setup = sim.ImbalanceSetup(n_samples=64, epochs=1, batch_size=32, seeds=2)
-    r1 = sim.imbalance_simulation(setup)
-    r2 = sim.imbalance_simulation(sim.ImbalanceSetup(n_samples=64, epochs=1, batch_size=32, seeds=2))
-    assert r1 is r2
-    assert r1.class_norms.shape == (2, 2, 4)
-    with pytest.raises(ValueError):
-        r1.class_norms[0, 0, 0] = 1.0
-    h = r1.history()
-    assert len(h) == 2 * 2 * 4 and set(h.columns) == {"seed", "epoch", "class", "weight", "mean_norm"}

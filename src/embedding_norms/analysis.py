@@ -7,7 +7,7 @@ Library code only: every function returns arrays or data frames; the artifact sc
 
 Conventions used throughout:
 
-* *norm* is the L2 norm of the embedding the loss normalises (``emb_norm`` in the run store);
+* *norm* is the L2 norm of the analysed vector (``z_norm`` or ``p_norm`` in the run store);
 * a *bucket* is one of ``n_buckets`` equal-width intervals of the norm after min-max
   normalisation to [0, 1] over the data set: bucket ``b`` holds ``b/n <= x < (b+1)/n``, the
   last bucket also holds ``x = 1`` (the maximum);
@@ -27,7 +27,7 @@ from sklearn.neighbors import NearestNeighbors
 from .data.human_labels import HumanLabelError, check_alignment
 
 __all__ = [
-    "normalize_norms", "norm_buckets", "bucket_statistics", "bucket_trend", "knn_loo_correct",
+    "normalize_norms", "norm_buckets", "bucket_statistics", "bucket_trend", "knn_loo_correct", "knn_self_vote_correct",
     "human_label_entropy", "align_human_labels", "novelty_auroc",
 ]
 
@@ -168,19 +168,57 @@ def knn_loo_correct(emb: np.ndarray, labels: np.ndarray, k: int = 10) -> np.ndar
     Raises:
         ValueError: shapes that do not match, ``k < 1``, ``N <= k``, or negative labels.
     """
-    x = np.asarray(emb, dtype=np.float32)
-    y = np.asarray(labels).astype(np.int64).ravel()
-    if x.ndim != 2 or x.shape[0] != y.size:
-        raise ValueError(f"knn_loo_correct: emb {x.shape} and labels {y.shape} do not match (need (N, d) and (N,))")
-    if k < 1 or x.shape[0] <= k:
-        raise ValueError(f"knn_loo_correct: need 1 <= k < N, got k={k}, N={x.shape[0]}")
-    if y.min() < 0:
-        raise ValueError("knn_loo_correct: labels must be >= 0")
+    x, y = _knn_inputs(emb, labels, k, "knn_loo_correct")
     nn = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(x)
     ind = nn.kneighbors(return_distance=False)  # X=None: the query point is not its own neighbour
     votes = np.zeros((y.size, int(y.max()) + 1), dtype=np.int64)
     np.add.at(votes, (np.repeat(np.arange(y.size), k), y[ind].ravel()), 1)
     return votes.argmax(axis=1) == y  # argmax takes the first (smallest) label on ties
+
+
+def _knn_inputs(emb: np.ndarray, labels: np.ndarray, k: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(N, d)`` float32 embeddings and ``(N,)`` int64 labels for a kNN vote."""
+    x = np.asarray(emb, dtype=np.float32)
+    y = np.asarray(labels).astype(np.int64).ravel()
+    if x.ndim != 2 or x.shape[0] != y.size:
+        raise ValueError(f"{name}: emb {x.shape} and labels {y.shape} do not match (need (N, d) and (N,))")
+    if k < 1 or x.shape[0] <= k:
+        raise ValueError(f"{name}: need 1 <= k < N, got k={k}, N={x.shape[0]}")
+    if y.min() < 0:
+        raise ValueError(f"{name}: labels must be >= 0")
+    return x, y
+
+
+def knn_self_vote_correct(emb: np.ndarray, labels: np.ndarray, k: int = 10) -> np.ndarray:
+    """Whether the released Figure-4 kNN classifier predicts each sample's label (self-vote included).
+
+    The released notebook ("Norm as Accuracy.ipynb", cell 1) fits scikit-learn's
+    ``KNeighborsClassifier(n_neighbors=10)`` (Euclidean, uniform weights) on the L2-normalised
+    training embeddings and predicts *the same* normalised embeddings, so each sample is its own
+    nearest neighbour (distance 0) and votes for its own label: 1 of the ``k`` votes. Euclidean
+    distance between unit vectors is a monotone function of cosine distance, so the other
+    ``k - 1`` neighbours are those of :func:`knn_loo_correct`. Ties go to the smallest label.
+
+    Args:
+        emb: ``(N, d)`` embeddings (any float dtype; each row is divided by its norm).
+        labels: ``(N,)`` integer class labels (>= 0).
+        k: number of neighbours including the sample itself (10 as released).
+
+    Returns:
+        ``(N,)`` bool: True where the prediction equals the label.
+
+    Raises:
+        ValueError: shapes that do not match, ``k < 1``, ``N <= k``, negative labels, or a row
+            of norm 0 (it has no direction).
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = _knn_inputs(emb, labels, k, "knn_self_vote_correct")
+    norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise ValueError(f"knn_self_vote_correct: {int((norms == 0).sum())} embedding(s) of norm 0 cannot be normalised")
+    xn = x / norms
+    return KNeighborsClassifier(n_neighbors=k).fit(xn, y).predict(xn) == y
 
 
 # --------------------------------------------------------------------------- human labels
@@ -270,7 +308,9 @@ def novelty_auroc(seen_norms: np.ndarray, unseen_norms: np.ndarray, n_boot: int 
         seed: seed of the resampling.
 
     Returns:
-        dict with ``auroc``, ``ci_low``, ``ci_high``, ``n_seen``, ``n_unseen``.
+        dict with ``auroc``, ``ci_low``, ``ci_high``, ``se`` (bootstrap standard error of the
+        AUROC: standard deviation of the resampled AUROCs; NaN without resamples), ``n_seen``,
+        ``n_unseen``.
 
     Raises:
         ValueError: an empty group or non-finite norms.
@@ -283,7 +323,7 @@ def novelty_auroc(seen_norms: np.ndarray, unseen_norms: np.ndarray, n_boot: int 
         raise ValueError("novelty_auroc: non-finite norms")
     y = np.r_[np.zeros(s.size), np.ones(u.size)]
     auroc = float(roc_auc_score(y, -np.r_[s, u]))
-    lo = hi = float("nan")
+    lo = hi = se = float("nan")
     if n_boot > 0 and s.size > 1 and u.size > 1:
         def statistic(a, b, axis=-1):
             return stats.mannwhitneyu(a, b, axis=axis).statistic / (a.shape[axis] * b.shape[axis])
@@ -291,4 +331,5 @@ def novelty_auroc(seen_norms: np.ndarray, unseen_norms: np.ndarray, n_boot: int 
         res = stats.bootstrap((s, u), statistic, n_resamples=n_boot, confidence_level=ci, method="percentile",
                               paired=False, vectorized=True, batch=50, random_state=np.random.default_rng(seed))
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return {"auroc": auroc, "ci_low": lo, "ci_high": hi, "n_seen": float(s.size), "n_unseen": float(u.size)}
+        se = float(res.standard_error)
+    return {"auroc": auroc, "ci_low": lo, "ci_high": hi, "se": se, "n_seen": float(s.size), "n_unseen": float(u.size)}

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 import types
 import typing
@@ -32,8 +33,24 @@ from typing import Any, Literal, Mapping, Optional
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = PROJECT_ROOT / "configs"
+
+
+def _find_config_dir() -> Path:
+    """The ``configs/`` folder: ``$EMBEDDING_NORMS_CONFIG_DIR`` if set, else the repository's
+    (next to ``src/`` in a checkout or an editable install), else ``./configs`` of the working
+    directory (a non-editable install run from the repository root)."""
+    env = os.environ.get("EMBEDDING_NORMS_CONFIG_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    for cand in (Path(__file__).resolve().parents[2] / "configs", Path.cwd() / "configs"):
+        if (cand / "profiles").is_dir():
+            return cand
+    return Path.cwd() / "configs"  # load_profile names it in its error
+
+
+CONFIG_DIR = _find_config_dir()
+#: The repository root (the folder holding ``configs/``): where the ``quick`` outputs are written.
+PROJECT_ROOT = CONFIG_DIR.parent
 PROFILE_DIR = CONFIG_DIR / "profiles"
 
 METHODS = ("simclr", "simsiam", "byol")
@@ -70,6 +87,9 @@ class DataConfig:
         standin: replace the images by a generated stand-in with the same number of
             classes and image size (wiring tests of datasets that are not available).
         jitter_strength: colour-jitter strength ``s`` (0.5 on CIFAR, 1 otherwise).
+        subset_seed: seed of the subsets (training, test, probe and novel images) and of
+            generated stand-ins; independent of ``train.seed``, so that the seeds of one
+            comparison train on the same images.
     """
 
     dataset: Literal["cifar10", "cifar100", "imagenet100", "flowers102", "stanford_cars"] = "cifar10"
@@ -80,6 +100,7 @@ class DataConfig:
     image_size: int = 32
     standin: bool = False
     jitter_strength: float = 0.5
+    subset_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,7 +157,12 @@ class OptimConfig:
         momentum, nesterov, weight_decay: SGD settings (weight decay on every parameter).
         batch_size: images per forward pass (each gives two views).
         accumulation_steps: micro-batches whose gradients are summed per optimizer step.
-        warmup_epochs: linear warm-up length in epochs.
+        warmup_epochs: linear warm-up length in epochs (derived from ``warmup_fraction`` when
+            that is set).
+        warmup_fraction: warm-up as a fraction of the cosine horizon (``schedule_epochs``, or the
+            run's epochs when that is ``None``): the released 10 of 512 epochs is ``0.01953125``.
+            ``None`` = ``warmup_epochs`` as given. Profiles use the fraction so that the warm-up
+            follows the run's length (issue 11).
         schedule_epochs: horizon of the cosine decay in epochs ("as if training lasted" this
             long; 512 in the released code). ``None`` = the run's own number of epochs.
         final_lr: lower end of the cosine.
@@ -158,6 +184,7 @@ class OptimConfig:
     batch_size: int = 256
     accumulation_steps: int = 1
     warmup_epochs: float = 10.0
+    warmup_fraction: Optional[float] = None
     schedule_epochs: Optional[float] = 512.0
     final_lr: float = 1e-3
     lr_schedule: Literal["released", "intended"] = "released"
@@ -186,7 +213,8 @@ class TrainConfig:
 
     Attributes:
         epochs: number of training epochs (>= 1).
-        seed: seeds model initialisation, data order, augmentations and subsets.
+        seed: seeds model initialisation, data order and augmentations (the images are set by
+            ``data.subset_seed``).
         eval_epochs: epochs after which the weighted kNN accuracy is measured (0 = before
             training).
         save_embeddings_epochs: epochs after which embeddings of the train (un-augmented and
@@ -256,7 +284,7 @@ class RunConfig:
 
     def replace(self, overrides: Mapping[str, Any]) -> "RunConfig":
         """A copy with nested overrides applied and validated (``{"optim": {"lr": 0.1}}``)."""
-        merged = _deep_merge(self.to_dict(), _nest(dict(overrides)), source="overrides")
+        merged = _merge_layer(self.to_dict(), _nest(dict(overrides)), source="overrides")
         return from_dict(merged, source="overrides")
 
     # ------------------------------------------------------------------ loading
@@ -291,14 +319,14 @@ class RunConfig:
         merged: dict[str, Any] = {}
         for layer, source in layers:
             _check_keys(RunConfig, layer, source, prefix="")  # name the file that has the bad key
-            merged = _deep_merge(merged, layer, source=source)
+            merged = _merge_layer(merged, layer, source=source)
         cfg = from_dict(merged, source=f"{base_path} + profile {profile}")
         if cfg.method.name != method:
             raise ConfigError(f"{base_path}: method.name is {cfg.method.name!r} but the file is for {method!r}")
         return cfg
 
 
-PROFILE_KEYS = {"description", "run", "methods", "artifacts", "missing_data", "_path"}
+PROFILE_KEYS = {"description", "run", "methods", "artifacts", "missing_data", "seeds", "_path"}
 
 
 def load_profile(profile: str, config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
@@ -314,7 +342,10 @@ def load_profile(profile: str, config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
     data["_path"] = path
     unknown = set(data) - PROFILE_KEYS
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; valid: description, run, methods, artifacts, missing_data")
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; valid: description, run, methods, artifacts, missing_data, seeds")
+    seeds = data.get("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"{path}: seeds must be a positive integer (training seeds of every comparison), got {seeds!r}")
     if data.get("missing_data", "skip") not in ("skip", "standin"):
         raise ConfigError(f"{path}: missing_data must be skip or standin, got {data.get('missing_data')!r}")
     for m in (data.get("methods") or {}):
@@ -323,29 +354,28 @@ def load_profile(profile: str, config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
     return data
 
 
-def artifact_params(profile: str, artifact: str, defaults: Mapping[str, Any], config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
-    """Scale parameters of one artifact for a profile (``artifacts.<artifact>`` of the profile YAML).
+def artifact_params(profile: str, artifact: str, cls: type, config_dir: Path = CONFIG_DIR) -> Any:
+    """Parameters of one artifact for a profile: ``artifacts.<artifact>`` of the profile YAML,
+    built into the artifact's frozen dataclass ``cls`` (defaults for keys not given).
 
-    Keys not in ``defaults`` are rejected; values must have the type of the default
-    (ints are accepted where floats are expected).
+    Keys and types are checked like run configs (lists become tuples); the dataclass's own
+    ``__post_init__`` checks values and raises ValueError, which is re-raised as ConfigError
+    naming the profile file and the artifact's section.
 
     Raises:
-        ConfigError: unknown key or wrong type.
+        ConfigError: unknown key, wrong type, or an invalid value (the message names the key).
     """
     prof = load_profile(profile, config_dir)
     given = (prof.get("artifacts") or {}).get(artifact) or {}
-    out = dict(defaults)
-    for k, v in given.items():
-        if k not in defaults:
-            raise ConfigError(f"{prof['_path']}: artifacts.{artifact}.{k}: unknown key; valid keys: {', '.join(sorted(defaults))}")
-        d = defaults[k]
-        ok = isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool)) or d is None
-        if isinstance(d, bool) != isinstance(v, bool):
-            ok = False
-        if not ok:
-            raise ConfigError(f"{prof['_path']}: artifacts.{artifact}.{k}: expected {type(d).__name__}, got {v!r}")
-        out[k] = list(v) if isinstance(v, (list, tuple)) else v
-    return out
+    source = str(prof["_path"])
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"{source}: artifacts.{artifact} must be a mapping of parameters, got {given!r}")
+    try:
+        return _build(cls, given, source, prefix=f"artifacts.{artifact}.")
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{source}: artifacts.{artifact}: {exc} (fix the profile's artifacts.{artifact} section)") from None
 
 
 # --------------------------------------------------------------------------- parsing
@@ -373,6 +403,13 @@ def from_dict(data: Mapping[str, Any], source: str = "config") -> RunConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
     cfg = _build(RunConfig, data, source, prefix="")
+    o = cfg.optim
+    if o.warmup_fraction is not None:
+        if not 0 <= o.warmup_fraction < 1:
+            raise ConfigError(f"{source}: optim.warmup_fraction must be in [0, 1) (of the cosine horizon), "
+                              f"got {o.warmup_fraction}")
+        horizon = o.schedule_epochs or cfg.train.epochs
+        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(o, warmup_epochs=round(o.warmup_fraction * horizon, 9)))
     _check_values(cfg, source)
     return cfg
 
@@ -463,6 +500,7 @@ def _check_values(cfg: RunConfig, source: str) -> None:
     for ep in t.eval_epochs + t.save_embeddings_epochs:
         need(0 <= ep <= t.epochs, "train.eval_epochs/save_embeddings_epochs", f"contains epoch {ep} outside 0..{t.epochs} (train.epochs)")
     need(t.seed >= 0, "train.seed", f"must be >= 0, got {t.seed}")
+    need(d.subset_seed >= 0, "data.subset_seed", f"must be >= 0, got {d.subset_seed}")
     need(t.probe_size >= 10, "train.probe_size", f"must be >= 10, got {t.probe_size}")
     need(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
     need(0 <= o.momentum < 1, "optim.momentum", f"must be in [0, 1), got {o.momentum}")
@@ -516,16 +554,29 @@ def _check_values(cfg: RunConfig, source: str) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+#: Parsed YAML files keyed by (path, modification time, size): a planning pass reads each file once.
+_YAML_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not Path(path).exists():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
+    """A YAML file's top-level mapping (a fresh copy; parsed once per file version)."""
+    import copy
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist"
+                          + ("" if path.parent.is_dir() else f" (set EMBEDDING_NORMS_CONFIG_DIR to the repository's configs/ folder)"))
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _YAML_CACHE:
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        _YAML_CACHE[key] = data
+    return copy.deepcopy(_YAML_CACHE[key])
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -543,6 +594,17 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
         else:
             cur[parts[-1]] = value
     return out
+
+
+def _merge_layer(base: Mapping[str, Any], layer: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Merge a config layer; a layer that gives ``optim.warmup_epochs`` without
+    ``optim.warmup_fraction`` sets the warm-up in epochs (it clears an earlier layer's fraction):
+    the latest layer that states a warm-up wins."""
+    merged = _deep_merge(base, layer, source)
+    opt = layer.get("optim") if isinstance(layer.get("optim"), Mapping) else {}
+    if "warmup_epochs" in opt and "warmup_fraction" not in opt and isinstance(merged.get("optim"), dict):
+        merged["optim"]["warmup_fraction"] = None
+    return merged
 
 
 def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any], source: str) -> dict[str, Any]:

@@ -24,12 +24,15 @@ def embed(model: SSLModel, images: torch.Tensor, device: torch.device, batch_siz
             un-augmented view.
 
     Returns:
-        dict with float32 CPU tensors ``h`` ``(N, d_h)``, ``z`` ``(N, d_z)``, ``emb`` ``(N, d_z)``
-        (the loss-normalised embedding: ``z`` for SimCLR, predictor output ``p`` otherwise).
+        dict with float32 CPU tensors: representation ``h`` ``(N, d_h)``, projector output ``z``
+        ``(N, d_z)`` and, for methods with a predictor (SimSiam, BYOL), predictor output ``p``
+        ``(N, d_z)``. The loss normalises ``z`` (SimCLR) or ``p`` (SimSiam, BYOL).
     """
     was_training = model.training
     model.eval()
-    out: dict[str, list[torch.Tensor]] = {"h": [], "z": [], "emb": []}
+    out: dict[str, list[torch.Tensor]] = {"h": [], "z": []}
+    if model.predictor is not None:
+        out["p"] = []
     try:
         for i in range(0, len(images), batch_size):
             chunk = images[i:i + batch_size]
@@ -37,7 +40,8 @@ def embed(model: SSLModel, images: torch.Tensor, device: torch.device, batch_siz
             o = model(x)
             out["h"].append(o.h.float().cpu())
             out["z"].append(o.z.float().cpu())
-            out["emb"].append(o.emb.float().cpu())
+            if "p" in out:
+                out["p"].append(o.p.float().cpu())
     finally:
         model.train(was_training)
     return {k: torch.cat(v) if v else torch.empty(0) for k, v in out.items()}

@@ -72,3 +72,27 @@ def save_table(frame: pd.DataFrame, stem: str | os.PathLike, float_format: str =
     with atomic_path(paths[2]) as tmp:
         tmp.write_text(shown.to_latex(index=False, escape=True))
     return paths
+
+
+def plot_effect_by_epoch(ax: plt.Axes, table: pd.DataFrame, hue: str, colors=None, unit: str = "points") -> None:
+    """Draw a mean effect over seeds against the evaluation epoch, with its 95 % interval as a band.
+
+    Args:
+        ax: the axes.
+        table: rows with ``epoch``, ``effect``, ``ci_low``, ``ci_high`` and the ``hue`` column
+            (one line per hue value), as made by ``reproduce.experiments.effect_table``.
+        hue: column naming the line (e.g. ``"comparison"``).
+        colors: optional ``{hue value: colour}``.
+        unit: unit of the effect, for the y label.
+    """
+    for i, (name, g) in enumerate(table.groupby(hue, sort=False)):
+        g = g.sort_values("epoch")
+        color = (colors or {}).get(name, f"C{i}")
+        ax.plot(g["epoch"], g["effect"], "o-", ms=3, color=color, label=str(name))
+        ax.fill_between(g["epoch"], g["ci_low"].astype(float), g["ci_high"].astype(float), color=color, alpha=0.18, lw=0)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"effect [{unit}] (mean, 95 % CI)")
+def class_palette(n: int) -> list:
+    """``n`` blues from light (rare class) to dark (frequent class), for the simulations' classes."""
+    return sns.color_palette("Blues", n_colors=n + 2)[2:]

@@ -19,40 +19,86 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .claims import CLAIMS
+from .stats import VERDICTS, Interval, seed_interval
+from .stats import verdict as stat_verdict
 from .io import write_json, write_text
 
 
 @dataclass
 class ClaimCheck:
-    """One test of one paper claim.
+    """One test of one paper claim, decided by an interval (issue 15; :mod:`embedding_norms.stats`).
+
+    Two kinds of check exist:
+
+    - *seeded* (every real-data and simulation check): ``effect`` is the mean over seeds of a
+      per-seed effect, ``ci_low``/``ci_high`` its 95 % interval, ``per_seed`` the values, and
+      ``verdict`` comes from :func:`embedding_norms.stats.verdict` with ``direction``;
+    - *exact* (closed-form identities such as Prop. 3.1): ``effect`` is a deterministic error,
+      ``threshold`` its tolerance, no interval, ``n_seeds`` None; verdict holds / contradicted.
 
     Attributes:
         claim: claim id (a key of :data:`embedding_norms.claims.CLAIMS`).
-        test: what was tested, in words (e.g. "SimCLR: final mean norm > initial").
-        statistic: name of the statistic (e.g. "Spearman rho").
-        value: its value (None if it could not be computed).
-        threshold: the condition for "holds", in words (e.g. "> 0").
-        holds: verdict (None = could not be evaluated).
-        detail: extra numbers or context.
+        test: what was tested, in words (e.g. "SimCLR: c=3 minus c=1, kNN at epoch 2").
+        statistic: the effect's definition and unit (e.g. "kNN(c=3) - kNN(c=1) [points]").
+        effect: mean effect (None if it could not be computed).
+        direction: the side of 0 the claim predicts (``> 0`` / ``< 0``; exact checks: the tolerance).
+        verdict: one of :data:`embedding_norms.stats.VERDICTS`.
+        ci_low, ci_high: the interval (None when none exists).
+        n_seeds: seeds the effect rests on (None for exact checks).
+        per_seed: the per-seed effects, in seed order.
+        regime: the design / phase of training the check belongs to (e.g. "early phase").
+        detail: extra numbers or context (e.g. the two arms' means).
+        interval: how the interval was made.
     """
 
     claim: str
     test: str
     statistic: str
-    value: Optional[float]
-    threshold: str
-    holds: Optional[bool]
+    effect: Optional[float]
+    direction: str
+    verdict: str
+    ci_low: Optional[float] = None
+    ci_high: Optional[float] = None
+    n_seeds: Optional[int] = None
+    per_seed: list = field(default_factory=list)
+    regime: str = ""
     detail: str = ""
+    interval: str = ""
 
     def __post_init__(self) -> None:
         if self.claim not in CLAIMS:
             raise ValueError(f"unknown claim id {self.claim!r}; known: {', '.join(CLAIMS)}")
-        if self.value is not None:
-            self.value = float(self.value)
-            if not math.isfinite(self.value):
-                self.value, self.holds = None, None
-        if self.holds is not None:
-            self.holds = bool(self.holds)
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {self.verdict!r}; choose from {', '.join(VERDICTS)}")
+        self.effect = _finite_or_none(self.effect)
+        self.ci_low, self.ci_high = _finite_or_none(self.ci_low), _finite_or_none(self.ci_high)
+        self.per_seed = [_finite_or_none(v) for v in self.per_seed]
+        if self.effect is None and self.verdict != "not run":
+            self.verdict = "not run"
+
+    @classmethod
+    def from_effects(cls, claim: str, test: str, statistic: str, per_seed, direction: str = "> 0",
+                     regime: str = "", detail: str = "", interval: Optional[Interval] = None) -> "ClaimCheck":
+        """A seeded check from per-seed effects (t-interval over seeds, or ``interval`` when given,
+        e.g. :func:`embedding_norms.stats.combined_interval` for per-image statistics)."""
+        values = [None if v is None else float(v) for v in per_seed]
+        iv = interval if interval is not None else seed_interval([v for v in values if v is not None])
+        return cls(claim, test, statistic, iv.mean, direction, stat_verdict(iv, direction),
+                   iv.low, iv.high, iv.n, values, regime, detail, iv.method)
+
+    @classmethod
+    def exact(cls, claim: str, test: str, statistic: str, value: Optional[float], threshold: str, ok: Optional[bool],
+              regime: str = "closed form", detail: str = "") -> "ClaimCheck":
+        """A deterministic check (closed form, no seeds): holds when ``ok``, contradicted when not."""
+        v = "not run" if ok is None or value is None else ("holds" if ok else "contradicted")
+        return cls(claim, test, statistic, value, threshold, v, None, None, None, [], regime, detail, "exact")
+
+
+def _finite_or_none(v: Any) -> Optional[float]:
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
 
 
 @dataclass
@@ -64,6 +110,7 @@ class ArtifactResult:
     title: str
     profile: str
     status: str = "built"                      # built | partial | failed
+    vector: str = ""                           # which vector the numbers measure (h, z, p), in words
     numbers: dict[str, Any] = field(default_factory=dict)
     checks: list[ClaimCheck] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
@@ -107,17 +154,32 @@ def load_results(results_dir: str | os.PathLike) -> list[ArtifactResult]:
     return out
 
 
-def verdict(checks: list[ClaimCheck]) -> str:
-    """Summary verdict of the checks of one claim: holds / does not hold / mixed (k/n) / not run."""
-    evaluated = [c for c in checks if c.holds is not None]
+#: Tables longer than this are linked from REPORT.md instead of inlined.
+MAX_TABLE_ROWS = 40
+
+
+def claim_verdict(checks: list[ClaimCheck]) -> str:
+    """Verdict of one claim from its checks: the common verdict when every evaluated check agrees
+    (holds / contradicted / inconclusive), else the counts (e.g. "2 holds, 1 inconclusive");
+    ``not run`` when no check could be evaluated."""
+    evaluated = [c.verdict for c in checks if c.verdict != "not run"]
     if not evaluated:
         return "not run"
-    k = sum(c.holds for c in evaluated)
-    if k == len(evaluated):
-        return f"holds ({k}/{k})"
-    if k == 0:
-        return f"does not hold (0/{len(evaluated)})"
-    return f"mixed ({k}/{len(evaluated)} hold)"
+    kinds = sorted(set(evaluated), key=VERDICTS.index)
+    if len(kinds) == 1:
+        return f"{kinds[0]} ({len(evaluated)}/{len(evaluated)})"
+    return ", ".join(f"{evaluated.count(k)} {k}" for k in kinds)
+
+
+def effect_text(c: ClaimCheck) -> str:
+    """``mean [low, high]`` of a check (or the exact value and its tolerance)."""
+    if c.effect is None:
+        return "n/a"
+    if c.n_seeds is None:
+        return f"{_fmt(c.effect)} ({c.direction})"
+    if c.ci_low is None or c.ci_high is None:
+        return f"{_fmt(c.effect)} (no interval)"
+    return f"{_fmt(c.effect)} [{_fmt(c.ci_low)}, {_fmt(c.ci_high)}]"
 
 
 def environment() -> dict[str, str]:
@@ -230,15 +292,23 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
         lines.append(f"- **Wall time of the call that wrote this report:** {timing.get('total', 0):.0f} s "
                      f"(training {timing.get('training', 0):.0f} s, building {timing.get('building', 0):.0f} s)")
     lines += ["", "## Summary: every claim of the paper", "",
-              "| claim | verdict | tested by |", "|---|---|---|"]
+              "| claim | verdict | checks (effect, 95 % interval, seeds, regime) | tested by |", "|---|---|---|---|"]
     for cid, text in CLAIMS.items():
-        checks = [c for r in results for c in r.checks if c.claim == cid]
-        arts = sorted({r.name for r in results for c in r.checks if c.claim == cid})
-        lines.append(f"| **{cid}**: {_cell(text)} | {verdict(checks)} | {', '.join(f'[{a}](#{a})' for a in arts) or '—'} |")
-    lines += ["", "Verdicts count the claim checks below: *holds (k/n)* when all n evaluated checks hold, "
-              "*mixed* when some do, *does not hold* when none does, *not run* when no check could be evaluated "
-              "(data missing, runs failed). A check states its statistic and threshold; a verdict says whether the "
-              "direction of the claim is seen at this scale, not whether the effect is as large as in the paper.", ""]
+        checks = [(r.name, c) for r in results for c in r.checks if c.claim == cid]
+        arts = sorted({name for name, _ in checks})
+        rows = "<br>".join(f"{_cell(c.test)}: **{c.verdict}**, {_cell(effect_text(c))}"
+                           + (f", {c.n_seeds} seeds" if c.n_seeds is not None else "")
+                           + (f", {_cell(c.regime)}" if c.regime else "") for _, c in checks)
+        lines.append(f"| **{cid}**: {_cell(text)} | {claim_verdict([c for _, c in checks])} | {rows or '—'} | "
+                     f"{', '.join(f'[{a}](#{a})' for a in arts) or '—'} |")
+    lines += ["", "Each check is decided by an interval, never by the sign of one difference: the effect is computed "
+              "per seed, and the check *holds* when its whole 95 % interval (Student-t over seeds; for per-image "
+              "statistics the seed spread plus the bootstrap variance) lies on the side of 0 that the claim predicts, "
+              "is *contradicted* when it lies wholly on the other side, and is *inconclusive* when it contains 0 "
+              "(or when one seed gives no interval). *Not run*: the data or the runs were not available. Exact "
+              "checks (closed forms) compare an error with a tolerance. A re-run on other hardware or thread counts "
+              "should reproduce the verdicts and land within the intervals, not reproduce the numbers bit for bit.",
+              ""]
 
     lines += ["## Artifacts", "", "| artifact | paper | status | time (s) |", "|---|---|---|---|"]
     for r in results:
@@ -248,6 +318,8 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
     for r in results:
         lines += [f"<a id=\"{r.name}\"></a>", f"### {r.name} — {r.title}", "",
                   f"Reproduces: **{r.paper_ref}**. Status: **{r.status}**. Build time {r.seconds:.0f} s.", ""]
+        if r.vector:
+            lines += [f"Vector measured: {r.vector}.", ""]
         if r.error:
             lines += ["**Error while building:**", "", "```", r.error.strip()[-2000:], "```", ""]
         for fig in r.figures:  # paths are relative to the output root (absolute in older result files)
@@ -255,17 +327,27 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
                 lines += [f"![{r.name}]({_rel(str(base / fig), base)})", ""]
         for tab in r.tables:
             if tab.endswith(".md") and (base / tab).exists():
-                lines += [f"Table `{_rel(str(base / tab), base)}`:", "", (base / tab).read_text().strip(), ""]
+                text = (base / tab).read_text().strip()
+                if text.count("\n") <= MAX_TABLE_ROWS + 1:
+                    lines += [f"Table `{_rel(str(base / tab), base)}`:", "", text, ""]
+                else:  # long tables (per-image, per-epoch histories) are linked, not inlined
+                    lines += [f"Table [`{_rel(str(base / tab), base)}`]({_rel(str(base / tab), base)}) "
+                              f"({text.count(chr(10)) - 1} rows; also as CSV and LaTeX).", ""]
         if r.checks:
-            lines += ["| claim | test | statistic | value | threshold | holds |", "|---|---|---|---|---|---|"]
+            lines += ["| claim | test | statistic | regime | effect [95 % interval] | seeds | verdict |",
+                      "|---|---|---|---|---|---|---|"]
             for c in r.checks:
-                mark = {True: "yes", False: "**no**", None: "n/a"}[c.holds]
                 test = c.test + (f" ({c.detail})" if c.detail else "")
-                lines.append(f"| {c.claim} | {_cell(test)} | {_cell(c.statistic)} | {_fmt(c.value)} | {_cell(c.threshold)} | {mark} |")
+                mark = c.verdict if c.verdict == "holds" else f"**{c.verdict}**"
+                lines.append(f"| {c.claim} | {_cell(test)} | {_cell(c.statistic)} | {_cell(c.regime)} | "
+                             f"{_cell(effect_text(c))} | {c.n_seeds if c.n_seeds is not None else 'exact'} | {mark} |")
             lines.append("")
         if r.numbers:
-            lines += ["<details><summary>Numbers</summary>", "", "```json",
-                      json.dumps(r.numbers, indent=1, default=str)[:6000], "```", "</details>", ""]
+            text = json.dumps(r.numbers, indent=1, default=str)
+            if len(text) <= 6000:
+                lines += ["<details><summary>Numbers</summary>", "", "```json", text, "```", "</details>", ""]
+            else:  # never cut JSON in the middle: point to the whole file instead
+                lines += [f"Numbers: `results/{r.name}.json` ({len(text):,} characters, too long to show here).", ""]
         if r.runs:
             lines += ["Runs used:", "", "| run | status | epochs | train images | quirks |", "|---|---|---|---|---|"]
             for run in r.runs:

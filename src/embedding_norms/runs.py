@@ -183,43 +183,46 @@ class RunStore:
         return json.loads(f.read_text()) if f.exists() else None
 
 
-#: Which embedding an analysis uses: the projector output ``z`` (PAPER.md: "Figure-4 analyses use
-#: the projector embedding") or the embedding the loss normalises (``p`` for SimSiam/BYOL).
-EMBEDDINGS = ("projector", "loss")
+#: Which vector an analysis uses: the projector output ``z`` (every method; PAPER.md: "Figure-4
+#: analyses use the projector embedding") or the predictor output ``p`` (SimSiam/BYOL only).
+VECTORS = ("z", "p")
 
 
-def embedding_of(arrays: dict[str, np.ndarray], split: str, which: str = "projector",
+def embedding_of(arrays: dict[str, np.ndarray], split: str, vector: str = "z",
                  vectors: bool = True) -> tuple[Optional[np.ndarray], np.ndarray]:
-    """Vectors ``(N, d)`` and norms ``(N,)`` of one embedding of a split of :meth:`RunStore.embeddings`.
+    """Vectors ``(N, d)`` and norms ``(N,)`` of one vector of a split of :meth:`RunStore.embeddings`.
+
+    Reads the keys ``<split>/<vector>`` and ``<split>/<vector>_norm`` (issue 11: arrays are named
+    by vector; ``z`` is saved for every method, ``p`` only for methods with a predictor).
 
     Args:
         arrays: the saved embeddings of a run.
         split: ``train``, ``train_aug``, ``test`` or ``novel``.
-        which: ``projector`` (projector output z) or ``loss`` (the embedding the loss normalises;
-            the same as z for SimCLR).
-        vectors: False to get only the norms (then the vectors are None; the norms of both
-            embeddings are saved by every run).
+        vector: ``z`` (projector output) or ``p`` (predictor output, SimSiam/BYOL only).
+        vectors: False to get only the norms (then the vectors are None).
 
     Raises:
-        ValueError: unknown ``which``.
-        KeyError: the split is missing, or the projector vectors of a method with a predictor were
-            not saved (a run store written before they were; retrain it with ``--force``).
+        ValueError: unknown ``vector``, or ``p`` for a run whose method has no predictor (SimCLR).
+        KeyError: the split is missing, the run was saved under the old names (``emb``,
+            ``emb_norm``; retrain it), or the vectors (not only the norms) are missing.
     """
-    if which not in EMBEDDINGS:
-        raise ValueError(f"unknown embedding {which!r}; choose one of {', '.join(EMBEDDINGS)}")
-    if f"{split}/emb" not in arrays:
+    if vector not in VECTORS:
+        raise ValueError(f"unknown vector {vector!r}; choose one of {', '.join(VECTORS)} "
+                         f"(z = projector output, p = predictor output)")
+    if f"{split}/z_norm" not in arrays:
+        if f"{split}/emb_norm" in arrays:
+            raise KeyError(f"the run saved its {split} embeddings under the old names (emb, emb_norm); move its folder "
+                           f"(see `python -m reproduce status`) out of the run store so that the next call retrains it")
         raise KeyError(f"the run saved no {split} embeddings")
-    if which == "loss":
-        return (arrays[f"{split}/emb"] if vectors else None), arrays[f"{split}/emb_norm"]
+    if vector == "p" and f"{split}/p_norm" not in arrays:
+        raise ValueError(f"the run saved no predictor output p for {split}: its method has no predictor (SimCLR); "
+                         f"use vector z")
+    norms = arrays[f"{split}/{vector}_norm"]
     if not vectors:
-        return None, arrays[f"{split}/z_norm"]
-    if f"{split}/z" in arrays:
-        return arrays[f"{split}/z"], arrays[f"{split}/z_norm"]
-    if np.array_equal(arrays[f"{split}/emb_norm"], arrays[f"{split}/z_norm"], equal_nan=True):  # no predictor
-        return arrays[f"{split}/emb"], arrays[f"{split}/z_norm"]
-    raise KeyError(f"the run saved no projector vectors for {split} (it was trained before they were saved); "
-                   f"move its folder (see `python -m reproduce status`) out of the run store so that the next call "
-                   f"retrains it (deterministic: same numbers), or use `embedding: loss`")
+        return None, norms
+    if f"{split}/{vector}" not in arrays:
+        raise KeyError(f"the run saved only the norms of {vector} for {split}, not the vectors")
+    return arrays[f"{split}/{vector}"], norms
 
 
 def load_config(run_dir: str | os.PathLike) -> RunConfig:

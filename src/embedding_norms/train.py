@@ -133,7 +133,7 @@ def _checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
 def _norm_records(model: SSLModel, data: RunData, device: torch.device, epoch: int) -> tuple[dict, list[dict]]:
     out = embed(model, data.probe.images, device)
     row: dict[str, Any] = {}
-    norms = {"emb": out["emb"].norm(dim=1), "z": out["z"].norm(dim=1), "h": out["h"].norm(dim=1)}
+    norms = {v: out[v].norm(dim=1) for v in ("h", "z", "p") if v in out}  # columns h_norm_*, z_norm_*, p_norm_*
     for key, n in norms.items():
         for stat, v in norm_summary(n).items():
             row[f"{key}_norm_{stat}"] = v
@@ -163,11 +163,10 @@ def _save_embeddings(model: SSLModel, data: RunData, cfg: RunConfig, device: tor
     arrays: dict[str, np.ndarray] = {}
     for name, (s, a) in splits.items():
         out = embed(model, s.images, device, augment=a, generator=g)
-        arrays[f"{name}/emb"] = out["emb"].numpy().astype(np.float16)
-        if model.predictor is not None:  # the projector output z differs from the loss embedding p
-            arrays[f"{name}/z"] = out["z"].numpy().astype(np.float16)
-        arrays[f"{name}/emb_norm"] = out["emb"].norm(dim=1).numpy().astype(np.float32)
-        arrays[f"{name}/z_norm"] = out["z"].norm(dim=1).numpy().astype(np.float32)
+        for v in ("z", "p"):  # projector output z; predictor output p (SimSiam, BYOL)
+            if v in out:
+                arrays[f"{name}/{v}"] = out[v].numpy().astype(np.float16)
+                arrays[f"{name}/{v}_norm"] = out[v].norm(dim=1).numpy().astype(np.float32)
         arrays[f"{name}/h_norm"] = out["h"].norm(dim=1).numpy().astype(np.float32)
         arrays[f"{name}/labels"] = s.labels.numpy().astype(np.int64)
         arrays[f"{name}/indices"] = np.asarray(s.indices, dtype=np.int64)
@@ -381,9 +380,9 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
         record(epoch, float(np.mean(losses)), lr, time.time() - t_epoch)
         checkpoint(epoch)
         last = rows[-1]
-        bar.set_postfix(loss=f"{last['loss']:.3f}", norm=f"{last['emb_norm_mean']:.2f}")
-        log.info("epoch %d: loss %.4f, lr %.4g, mean embedding norm %.3f, kNN %s", epoch, last["loss"], lr,
-                 last["emb_norm_mean"], f"{last['knn_acc']:.2f}%" if not math.isnan(last["knn_acc"]) else "-")
+        bar.set_postfix(loss=f"{last['loss']:.3f}", z_norm=f"{last['z_norm_mean']:.2f}")
+        log.info("epoch %d: loss %.4f, lr %.4g, mean norm of z %.3f, kNN %s", epoch, last["loss"], lr,
+                 last["z_norm_mean"], f"{last['knn_acc']:.2f}%" if not math.isnan(last["knn_acc"]) else "-")
         store.set_status(cfg, "running", "", epoch=epoch)
     bar.close()
 

@@ -54,7 +54,11 @@ def _select_classes(s: ImageSet, classes: tuple[int, ...], name: str) -> ImageSe
 
 def prepare_data(data: DataConfig, eval_cfg: EvalConfig, seed: int, probe_size: int,
                  data_dir: Optional[str | os.PathLike] = None, download: Optional[bool] = None) -> RunData:
-    """Load and subset the images of a run (deterministic given the config and seed).
+    """Load and subset the images of a run (deterministic given ``data``).
+
+    The subsets (training subset, test subset, probe set, novel set) and generated stand-ins
+    depend on ``data.subset_seed`` only, not on the training seed ``seed``: runs that differ in
+    their training seed see the same images (issue 15).
 
     Raises:
         ConfigError: class ids outside the dataset, imbalance on a dataset without a
@@ -67,30 +71,31 @@ def prepare_data(data: DataConfig, eval_cfg: EvalConfig, seed: int, probe_size: 
                           f"not {data.dataset}")
     if data.classes is not None and max(data.classes) >= spec.num_classes:
         raise ConfigError(f"data.classes {list(data.classes)} outside 0..{spec.num_classes - 1} for {data.dataset}")
-    full_train = _split(data.dataset, "train", data.standin, data_dir, download, seed)
-    full_test = _split(data.dataset, "test", data.standin, data_dir, download, seed)
+    sub = data.subset_seed  # the images do not change with the training seed
+    full_train = _split(data.dataset, "train", data.standin, data_dir, download, sub)
+    full_test = _split(data.dataset, "test", data.standin, data_dir, download, sub)
 
     train, test = full_train, full_test
     if data.classes is not None:
         train = _select_classes(full_train, data.classes, f"{full_train.name}[classes]")
         test = _select_classes(full_test, data.classes, f"{full_test.name}[classes]")
 
-    train = train.subset(stratified_subset(train.labels.numpy(), data.train_size, seed), train.name)
+    train = train.subset(stratified_subset(train.labels.numpy(), data.train_size, sub), train.name)
     if data.imbalance == "exponential":
         keep = imbalanced_indices(train.labels.numpy(), train.num_classes, IMBALANCE_BASE[data.dataset])
         train = train.subset(keep, train.name + "[imbalanced]")
-    test = test.subset(stratified_subset(test.labels.numpy(), data.test_size, seed + 1), test.name)
+    test = test.subset(stratified_subset(test.labels.numpy(), data.test_size, sub + 1), test.name)
     _check_sizes_against(len(train), probe_size, eval_cfg.knn_k, data)
-    probe = train.subset(stratified_subset(train.labels.numpy(), probe_size, seed + 2), train.name + "[probe]")
+    probe = train.subset(stratified_subset(train.labels.numpy(), probe_size, sub + 2), train.name + "[probe]")
 
     novel = None
     if eval_cfg.novel == "heldout":
         rest = tuple(c for c in range(spec.num_classes) if c not in data.classes)
         novel = _select_classes(full_test, rest, f"{full_test.name}[heldout classes]")
-        novel = novel.subset(stratified_subset(novel.labels.numpy(), data.test_size, seed + 3), novel.name)
+        novel = novel.subset(stratified_subset(novel.labels.numpy(), data.test_size, sub + 3), novel.name)
     elif eval_cfg.novel is not None:
-        other = _split(eval_cfg.novel, "test", data.standin, data_dir, download, seed)
-        novel = other.subset(stratified_subset(other.labels.numpy(), data.test_size, seed + 3), other.name)
+        other = _split(eval_cfg.novel, "test", data.standin, data_dir, download, sub)
+        novel = other.subset(stratified_subset(other.labels.numpy(), data.test_size, sub + 3), other.name)
     return RunData(train=train, test=test, probe=probe, novel=novel)
 
 
