@@ -239,10 +239,12 @@ def test_training_time_size_errors_are_found_while_planning_even_in_a_dry_run(tm
     real = runner._plan
 
     def plan_with_a_tiny_imbalanced_run(artifacts, plan):
-        specs = real(artifacts, plan)
-        s = specs["fig_imbalance_norms"][0]  # 28 imbalanced images < one batch of 32:
-        specs["fig_imbalance_norms"][0] = dataclasses.replace(s, cfg=s.cfg.replace({"data.train_size": 100}))
-        return specs
+        planned = real(artifacts, plan)
+        pl = planned["fig_imbalance_norms"]
+        key, s = next(iter(pl.specs.items()))  # 28 imbalanced images < one batch of 32:
+        specs = {**pl.specs, key: dataclasses.replace(s, cfg=s.cfg.replace({"data.train_size": 100}))}
+        planned["fig_imbalance_norms"] = dataclasses.replace(pl, specs=specs)
+        return planned
 
     monkeypatch.setattr(runner, "_plan", plan_with_a_tiny_imbalanced_run)
     rc = runner.main(["fig_imbalance_norms", "--profile", "smoke", "--dry-run", "--data-dir", str(data_dir),
