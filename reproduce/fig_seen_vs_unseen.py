@@ -114,7 +114,10 @@ def _holdout_overrides(method: str, seed: int, p: Params) -> dict[str, Any]:
             "eval": {"novel": "heldout"},
             # warm-up: optim.warmup_fraction (10/512) of the run, the cosine over the run
             "optim": {"batch_size": bs, "accumulation_steps": acc, "schedule_epochs": None},
-            "train": {"epochs": p.epochs, "eval_epochs": [p.epochs], "save_embeddings_epochs": sorted(p.saved_epochs)}}
+            # the probe set is part of the training set: all n_train images (a larger profile
+            # train.probe_size is refused while planning, no longer silently capped)
+            "train": {"epochs": p.epochs, "eval_epochs": [p.epochs], "save_embeddings_epochs": sorted(p.saved_epochs),
+                      "probe_size": p.n_train}}
 
 
 def runs(plan: Plan, p: Params) -> dict[Key, RunSpec]:

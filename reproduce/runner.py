@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Optional
 
 from embedding_norms.config import PROFILES, ConfigError
-from embedding_norms.data import DataError, check_data_dir
+from embedding_norms.data import DataError, check_data_dir, check_run_sizes
 from embedding_norms.launch import SlurmOptions, execute, stale_runs
-from embedding_norms.io import write_json
+from embedding_norms.io import unwritable_folder, write_json
 from embedding_norms.report import load_results, render_report, write_result
 from embedding_norms.runs import RunStore, is_locked
 from embedding_norms.train import resolve_device
@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained and their cost; train nothing")
     p.add_argument("--force", action="append", default=[], metavar="NAME",
-                   help="retrain the runs of artifact NAME from scratch and rebuild it (repeatable)")
+                   help="retrain the runs of artifact NAME (one of the targets, or 'all' = every target) "
+                        "from scratch and rebuild it (repeatable)")
     p.add_argument("--retrain-stale", action="store_true",
                    help="retrain from scratch the finished runs trained by other training code (see `status`)")
     p.add_argument("--runs", default=None, help="run store folder (default ./runs or $EMBEDDING_NORMS_RUNS)")
@@ -100,6 +101,30 @@ def select(targets: list[str], registry: dict[str, Artifact]) -> list[Artifact]:
     return [registry[t] for t in targets]
 
 
+def forced_artifacts(force: list[str], artifacts: list[Artifact], registry: dict[str, Artifact]) -> set[str]:
+    """Names of the artifacts whose runs ``--force`` retrains: each NAME must be one of the
+    selected ``artifacts``; ``all`` stands for every one of them.
+
+    Raises:
+        ConfigError: an unknown name, or an artifact that is not among the targets (it would be
+            silently ignored: its runs are not planned).
+    """
+    targets = [a.name for a in artifacts]
+    names: set[str] = set()
+    for f in force:
+        if f == "all":
+            names.update(targets)
+        elif f not in registry:
+            raise ConfigError(f"--force: {_unknown_artifact(f, registry)}".replace("choose from: all, status, ",
+                                                                                   "choose from: all, "))
+        elif f not in targets:
+            raise ConfigError(f"--force {f}: {f} is not among the targets ({', '.join(targets)}); "
+                              f"add it to the targets or use --force all")
+        else:
+            names.add(f)
+    return names
+
+
 def _unknown_artifact(name: str, registry: dict[str, Artifact]) -> str:
     close = difflib.get_close_matches(name, list(registry), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
@@ -107,9 +132,13 @@ def _unknown_artifact(name: str, registry: dict[str, Artifact]) -> str:
 
 
 def train_images(cfg) -> int:
-    """Approximate number of training images of a run (subset, class holdout, imbalance)."""
-    from embedding_norms.data import IMBALANCE_BASE, SPECS, exponential_counts
+    """Number of training images of a run (subset, class holdout, imbalance): exact where the
+    dataset's size is a known fact (:func:`embedding_norms.data.expected_train_size`), else approximate."""
+    from embedding_norms.data import IMBALANCE_BASE, SPECS, expected_train_size, exponential_counts
 
+    exact = expected_train_size(cfg.data)
+    if exact is not None:
+        return exact
     spec = SPECS[cfg.data.dataset]
     k = spec.num_classes
     full = spec.sizes.get("train") or 100_000
@@ -145,6 +174,69 @@ def _print_skipped(artifacts: list[Artifact], specs: dict[str, list[RunSpec]]) -
         print(f"  skipped ({len(which)} runs, e.g. {which[0]}): {why}")
 
 
+def check_sizes(artifacts: list[Artifact], specs: dict[str, list[RunSpec]], profile: str) -> None:
+    """Refuse, while planning, a run whose sizes do not fit its training set (fewer images than
+    one optimizer step, ``train.probe_size`` or ``eval.knn_k`` larger than the training set);
+    the data sizes are known from the dataset facts (:func:`embedding_norms.data.check_run_sizes`).
+
+    Raises:
+        ConfigError: naming the artifact, the run, the key and the profile file to fix.
+    """
+    for a in artifacts:
+        for s in specs[a.name]:
+            if s.cfg is None:
+                continue
+            try:
+                check_run_sizes(s.cfg)
+            except ConfigError as exc:
+                raise ConfigError(f"profile {profile}: {a.name} run {s.label}: {exc} "
+                                  f"(fix configs/profiles/{profile}.yaml)") from None
+
+
+def slurm_options(args: argparse.Namespace) -> SlurmOptions:
+    """Slurm resources from ``--slurm-config`` and the ``--slurm-*`` flags (flags win).
+
+    Raises:
+        ConfigError: an unreadable or invalid ``--slurm-config`` file.
+    """
+    kw = dict(partition=args.slurm_partition, gpus=args.slurm_gpus, cpus=args.slurm_cpus,
+              mem_gb=args.slurm_mem_gb, time_min=args.slurm_time_min, account=args.slurm_account,
+              folder=args.slurm_logs)
+    if args.slurm_config:
+        return SlurmOptions.from_yaml(args.slurm_config, **kw)
+    return SlurmOptions(**{k: v for k, v in kw.items() if v is not None})
+
+
+def unwritable_outputs(out: OutputDirs, store: Optional[RunStore], slurm_folder: Optional[str]) -> Optional[str]:
+    """Why an output location cannot be written, or None when all can (checked before training).
+
+    Checks the figure, table and result folders and REPORT.md's folder; the run store only when
+    runs will be trained (``store`` given: reading a finished store needs no write access); the
+    Slurm log folder (``%j`` cut off) when runs go to Slurm.
+    """
+    places = [("--out", out.figures), ("--out", out.tables), ("--out", out.results), ("--out", out.report.parent)]
+    if store is not None:
+        places.append(("--runs", store.root))
+    if slurm_folder:
+        places.append(("--slurm-logs", Path(slurm_folder.split("%")[0] or ".")))
+    for flag, place in places:
+        bad = unwritable_folder(place)
+        if bad is not None:
+            what = "is not a folder" if bad.exists() and not bad.is_dir() else "is not writable"
+            return (f"{bad} {what}, so {place} cannot be written; nothing was trained. Make it writable "
+                    f"or choose another folder with {flag}")
+    return None
+
+
+def _print_standins(needed: dict[str, RunSpec]) -> None:
+    """Say loudly when runs train on generated stand-in images instead of a real dataset."""
+    standins = sorted({s.cfg.data.dataset for s in needed.values() if s.cfg.data.standin})
+    if standins:
+        n = sum(s.cfg.data.standin for s in needed.values())
+        print(f"stand-in data: {n} run(s) train on generated stand-in images for {', '.join(standins)} "
+              f"(not available here); their numbers say nothing about the paper", flush=True)
+
+
 def _read_json(path: Path) -> Optional[dict]:
     import json
 
@@ -176,9 +268,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     status_only = "status" in args.targets
     try:
         artifacts = select([t for t in args.targets if t != "status"] or ["all"], registry)
-        for f in args.force:
-            if f not in registry:
-                raise ConfigError(f"--force: {_unknown_artifact(f, registry)}")
+        forced_names = forced_artifacts(args.force, artifacts, registry)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -194,6 +284,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         plan = Plan(args.profile, data_dir, True if args.download else None, strict=not status_only)
         planned = _plan(artifacts, plan)
         specs = {name: list(pl.specs.values()) for name, pl in planned.items()}
+        if not status_only:
+            check_sizes(artifacts, specs, plan.profile)
+        slurm = slurm_options(args) if args.launcher == "slurm" and not status_only else None
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -219,8 +312,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
 
     _print_skipped(artifacts, specs)
+    _print_standins(needed)
     pending = [s for s in needed.values() if not store.status(s.cfg).finished]
-    forced = {s.cfg.hash(): s for a in artifacts if a.name in args.force for s in specs[a.name] if s.cfg is not None}
+    forced = {s.cfg.hash(): s for a in artifacts if a.name in forced_names for s in specs[a.name] if s.cfg is not None}
     if args.retrain_stale:  # finished runs of other training code: retrained from scratch like --force
         forced.update({c.hash(): needed[c.hash()] for c in stale_runs([s.cfg for s in needed.values()], store)})
     if args.dry_run:
@@ -236,6 +330,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                   + (f", ~{sum(minutes):.0f} min of training on the 2-core dev CPU" if len(minutes) == len(costs) else ""))
         return 0
 
+    blocked = unwritable_outputs(out, store if (pending or forced) else None,
+                                 slurm.folder if slurm and (pending or forced) else None)
+    if blocked:
+        print(f"error: {blocked}", file=sys.stderr)
+        return 2
     for h, s in forced.items():
         d = store.path(s.cfg)
         if d.exists():
@@ -256,18 +355,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         if pending:
             print(f"training {len(pending)} run(s) with the {args.launcher} launcher "
                   f"({len(needed) - len(pending)} reused from {store.root})", flush=True)
-            slurm = None
-            if args.launcher == "slurm":
-                kw = dict(partition=args.slurm_partition, gpus=args.slurm_gpus, cpus=args.slurm_cpus,
-                          mem_gb=args.slurm_mem_gb, time_min=args.slurm_time_min, account=args.slurm_account,
-                          folder=args.slurm_logs)
-                slurm = (SlurmOptions.from_yaml(args.slurm_config, **kw) if args.slurm_config
-                         else SlurmOptions(**{k: v for k, v in kw.items() if v is not None}))
             results = execute([s.cfg for s in pending], store, args.launcher, args.jobs, data_dir,
                               plan.download, args.device, slurm, progress=not args.no_progress)
             for r in results:
                 if r.state != "done":
-                    print(f"  run {r.name}: {r.state}: {r.reason}" + (f" (log: {r.log})" if r.log else ""))
+                    print(f"  run {r.name}: {r.state}: {r.reason}"
+                          + (f" (log: {r.log})" if r.log and Path(r.log).exists() else ""))
         else:
             print(f"all {len(needed)} needed run(s) already trained in {store.root}", flush=True)
         training_s = time.time() - t_train

@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import sys
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -64,9 +68,20 @@ class SlurmOptions:
         """Options from a YAML file (keys of ``SLURM_KEYS``), then non-None ``overrides``.
 
         Raises:
-            ConfigError: unknown key or wrong type in the file.
+            ConfigError: a missing or unreadable file, invalid YAML, a file that is not a mapping,
+                an unknown key or a wrong type (the message names the file and the fix).
         """
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"--slurm-config {path}: cannot read it ({exc.strerror or exc}); "
+                              f"give the path of a YAML file with {', '.join(sorted(SLURM_KEYS))}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--slurm-config {path} is not valid YAML ({' '.join(str(exc).split())}); "
+                              f"fix the file") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"--slurm-config {path} must hold a mapping of Slurm options "
+                              f"(e.g. 'partition: gpu'), got a {type(data).__name__}")
         for k, v in data.items():
             if k not in SLURM_KEYS:
                 raise ConfigError(f"{path}: unknown Slurm option {k!r}; valid: {', '.join(sorted(SLURM_KEYS))}")
@@ -89,11 +104,14 @@ class LaunchResult:
 
 def _train_one(cfg_dict: dict, store_root: str, data_dir: Optional[str], download: Optional[bool],
                device: Optional[str], threads: Optional[int], progress: bool,
-               extra_status: Optional[dict] = None) -> LaunchResult:
+               extra_status: Optional[dict] = None, pid_dir: Optional[str] = None) -> LaunchResult:
     import torch
 
     from .train import train
 
+    if pid_dir:  # tell the parent which worker process trains which run (see _execute_pool)
+        (Path(pid_dir) / cfg_dict["_hash"]).write_text(str(os.getpid()))
+        cfg_dict = {k: v for k, v in cfg_dict.items() if k != "_hash"}
     if threads:
         torch.set_num_threads(threads)
     cfg = from_dict(cfg_dict, source="launch")
@@ -180,24 +198,7 @@ def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", job
                 if not progress:
                     print(f"[{i + 1}/{len(todo)}] {cfg.name}: {r.state} {r.reason}", flush=True)
         else:
-            threads = max(1, (os.cpu_count() or 1) // jobs)
-            pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_signals)
-            try:
-                futs = {pool.submit(_train_one, c.to_dict(), str(store.root), data_dir, download, device, threads,
-                                    False): c for c in todo}
-                for fut in tqdm(as_completed(futs), total=len(futs), desc="runs", disable=not progress):
-                    c = futs[fut]
-                    try:
-                        results[c.hash()] = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - the worker died (e.g. killed for memory)
-                        results[c.hash()] = r = LaunchResult(c.name, "failed", f"{type(exc).__name__}: {exc}",
-                                                             str(store.path(c) / "train.log"))
-                        if not store.status(c).locked:  # record it, so the run is retried, not left pending
-                            store.set_status(c, "failed", r.reason, log=r.log)
-            except BaseException:  # interrupted (SIGTERM/Ctrl-C): start no new run, stop the running ones
-                _stop_workers(pool)
-                raise
-            pool.shutdown(wait=True)
+            results.update(_execute_pool(todo, store, jobs, data_dir, download, device, progress))
     elif launcher == "slurm":
         results.update(_execute_slurm(todo, store, data_dir, download, device, slurm or SlurmOptions(), progress))
     else:
@@ -213,12 +214,99 @@ def execute(cfgs: list[RunConfig], store: RunStore, launcher: str = "local", job
     return list(results.values())
 
 
+def _execute_pool(todo: list[RunConfig], store: RunStore, jobs: int, data_dir, download, device,
+                  progress: bool) -> dict[str, LaunchResult]:
+    """Train ``todo`` in ``jobs`` worker processes, at most ``jobs`` runs at a time.
+
+    A worker that dies (``kill -9``, the out-of-memory killer) breaks the whole
+    ``ProcessPoolExecutor``: every run in it is aborted. Then only the run of the dead worker is
+    marked ``failed``; the runs aborted with it (their workers were terminated by the pool) are
+    trained again in a new pool (resuming from their checkpoints), as are the runs not started yet.
+    A run whose worker dies twice without being identified is marked failed too (no endless loop).
+    """
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    results: dict[str, LaunchResult] = {}
+    queue = list(todo)
+    losses: dict[str, int] = {}  # how often a run was aborted by a broken pool
+    bar = tqdm(total=len(todo), desc="runs", disable=not progress)
+    with tempfile.TemporaryDirectory(prefix="embedding-norms-workers-") as pid_dir:
+        while queue:
+            pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_signals)
+            procs: dict[int, Any] = {}
+            inflight: dict[Any, RunConfig] = {}
+            lost: list[RunConfig] = []
+            try:
+                while (queue or inflight) and not lost:
+                    while queue and len(inflight) < jobs:  # no run waits inside the pool: a break loses none
+                        c = queue.pop(0)
+                        args = ({**c.to_dict(), "_hash": c.hash()}, str(store.root), data_dir, download, device,
+                                threads, False, None, pid_dir)
+                        inflight[pool.submit(_train_one, *args)] = c
+                        procs.update(getattr(pool, "_processes", None) or {})
+                    finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        c = inflight.pop(fut)
+                        try:
+                            results[c.hash()] = fut.result()
+                        except BrokenProcessPool:
+                            lost.append(c)
+                            continue
+                        except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be sent back
+                            results[c.hash()] = _failed(c, store, f"{type(exc).__name__}: {exc}")
+                        bar.update(1)
+                    if lost:  # every other run in the pool is aborted with it
+                        lost += [inflight[f] for f in inflight]
+            except BaseException:  # interrupted (SIGTERM/Ctrl-C): start no new run, stop the running ones
+                _stop_workers(pool)
+                bar.close()
+                raise
+            pool.shutdown(wait=True)
+            for c in lost:
+                dead = _dead_worker(Path(pid_dir) / c.hash(), procs)
+                losses[c.hash()] = losses.get(c.hash(), 0) + 1
+                if dead is not None or losses[c.hash()] >= 2:
+                    why = (f"its worker process (pid {dead[0]}) died ({dead[1]}; e.g. killed for lack of memory)"
+                           if dead else "its worker process died twice while training it")
+                    results[c.hash()] = _failed(c, store, why)
+                    bar.update(1)
+                else:  # aborted with the dead worker, or not started: train it again
+                    (Path(pid_dir) / c.hash()).unlink(missing_ok=True)
+                    queue.insert(0, c)
+    bar.close()
+    return results
+
+
+def _dead_worker(pid_file: Path, procs: dict[int, Any]) -> Optional[tuple[int, str]]:
+    """(pid, how it ended) of the worker that trained a run, if that worker died by itself.
+
+    Workers the pool terminated after another one died end with SIGTERM; those runs were only
+    aborted. A run that never reached a worker has no pid file.
+    """
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return None
+    proc = procs.get(pid)
+    code = getattr(proc, "exitcode", None)
+    if code is None or code == -signal.SIGTERM:
+        return None
+    return pid, (f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}")
+
+
+def _failed(cfg: RunConfig, store: RunStore, reason: str) -> LaunchResult:
+    """Record a run that failed outside :func:`~embedding_norms.train.train` (its worker died), so
+    that the next call retries it; the log is named only if the run wrote one."""
+    log = store.path(cfg) / "train.log"
+    log_name = str(log) if log.exists() else None
+    if not store.status(cfg).locked:
+        store.set_status(cfg, "failed", reason, log=log_name)
+    return LaunchResult(cfg.name, "failed", reason, log_name)
+
+
 def _worker_signals() -> None:
     """Initializer of local worker processes: SIGTERM kills the worker at once (default action,
     not the runner's handler inherited through fork, which would let the pool's worker loop go on
     to the next queued run) and Ctrl-C is left to the parent, which stops the workers."""
-    import signal
-
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -280,9 +368,41 @@ def _execute_slurm(todo: list[RunConfig], store: RunStore, data_dir, download, d
     jobs = ex.map_array(task, [c.to_dict() for c in todo])
     for cfg, job in zip(todo, jobs):
         store.set_status(cfg, None, None, slurm_job_id=str(job.job_id), log=str(job.paths.stdout))
-    results: dict[str, LaunchResult] = {}
     pending = dict(zip([c.hash() for c in todo], zip(todo, jobs)))
-    with tqdm(total=len(jobs), desc=f"Slurm array {jobs[0].job_id.split('_')[0]}", disable=not progress) as bar:
+    try:
+        return _wait_slurm(pending, store, progress)
+    except BaseException:  # interrupted: cancel what was submitted, so a re-run does not train a run twice
+        _cancel_slurm(jobs)
+        raise
+
+
+def _cancel_slurm(jobs: list) -> None:
+    """Cancel (``scancel``, through submitit's ``job.cancel``) every task of ``jobs`` not finished
+    yet and say so. Cancelled runs keep their checkpoints; the next call resumes them."""
+    def unfinished(job) -> bool:
+        try:
+            return not job.done()
+        except Exception:  # noqa: BLE001 - state unknown (sacct lag): cancel it to be safe
+            return True
+
+    open_jobs = [j for j in jobs if unfinished(j)]
+    if not open_jobs:
+        return
+    for j in open_jobs:
+        try:
+            j.cancel(check=False)
+        except Exception:  # noqa: BLE001 - best effort while interrupted; the message below says which
+            pass
+    array = jobs[0].job_id.split("_")[0]
+    print(f"cancelled {len(open_jobs)} unfinished task(s) of Slurm array {array} (scancel); their runs "
+          f"resume from their checkpoints in the next call", file=sys.stderr, flush=True)
+
+
+def _wait_slurm(pending: dict, store: RunStore, progress: bool) -> dict[str, LaunchResult]:
+    """Poll the Slurm tasks of ``pending`` (hash -> (cfg, job)) until all are done; their results."""
+    results: dict[str, LaunchResult] = {}
+    first = next(iter(pending.values()))[1]
+    with tqdm(total=len(pending), desc=f"Slurm array {first.job_id.split('_')[0]}", disable=not progress) as bar:
         while pending:
             for h, (cfg, job) in list(pending.items()):
                 if job.done():

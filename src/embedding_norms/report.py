@@ -236,6 +236,21 @@ def _rel(path: str, base: Path) -> str:
         return path
 
 
+def standin_datasets(results: list[ArtifactResult]) -> dict[str, list[str]]:
+    """Datasets replaced by generated stand-ins in the runs of ``results`` -> the artifacts using them.
+
+    A run row counts as stand-in when it has ``standin: true`` or its ``quirks`` mention
+    ``standin data`` (the row written by ``reproduce.common``'s ``describe``).
+    """
+    found: dict[str, set[str]] = {}
+    for r in results:
+        for row in r.runs:
+            if row.get("standin") or "standin data" in str(row.get("quirks", "")):
+                ds = str(row.get("dataset", "?")).split(" ")[0]
+                found.setdefault(ds, set()).add(r.name)
+    return {ds: sorted(arts) for ds, arts in sorted(found.items())}
+
+
 def render_report(results: list[ArtifactResult], profile: str, report_path: str | os.PathLike,
                   env: Optional[dict[str, str]] = None, timing: Optional[dict[str, float]] = None,
                   order: Optional[list[str]] = None, runs_summary: Optional[dict[str, Any]] = None) -> str:
@@ -269,10 +284,11 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
                                                   "commit (stale)**; the checks resting on them say so "
                                                   "(`--retrain-stale` retrains them)" if stale else
                                                   "every run used was trained by the current training code"))
-    standin = {run.get("hash") for r in results for run in r.runs if "standin" in str(run.get("quirks", ""))}
-    if standin:
-        lines.append(f"- **Stand-in data:** {len(standin)} run(s) trained on generated stand-in images "
-                     "(data not available here); their numbers say nothing about the paper")
+    standins = standin_datasets(results)
+    if standins:
+        lines.append("- **Data: stand-in data** (generated images, not the real dataset) for "
+                     + ", ".join(f"{ds} ({', '.join(arts)})" for ds, arts in standins.items())
+                     + ": those numbers test the wiring only")
     if runs_summary:
         lines.append(f"- **Training runs:** {runs_summary.get('finished')} of {runs_summary.get('runs')} finished; "
                      f"their training took {runs_summary.get('train_seconds_total', 0) / 60:.1f} min in total "

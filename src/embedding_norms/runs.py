@@ -311,11 +311,17 @@ class RunLock:
 
 
 def is_locked(run_dir: Path) -> bool:
-    """Whether a process currently holds the run's lock."""
+    """Whether a process currently holds the run's lock.
+
+    Opens ``.lock`` read-only (``flock`` does not need write access), so a finished run store on
+    a read-only file system can be read; a lock file that cannot be opened counts as free.
+    """
     path = Path(run_dir) / ".lock"
-    if not path.exists():
+    try:
+        fh = open(path, "rb")
+    except OSError:
         return False
-    with open(path, "a+") as fh:
+    with fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

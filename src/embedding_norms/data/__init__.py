@@ -2,7 +2,7 @@
 
 from .augment import SSLAugment, to_float
 from .human_labels import HumanLabelError, check_alignment, load_cifar10h, load_cifar10n, load_cifar100n
-from .prepare import RunData, prepare_data
+from .prepare import RunData, check_run_sizes, expected_train_size, prepare_data
 from .sources import (
     DATA_ENV,
     DOWNLOAD_ENV,
@@ -19,7 +19,7 @@ from .subsets import IMBALANCE_BASE, exponential_counts, imbalanced_indices, str
 
 __all__ = [
     "SSLAugment", "to_float", "HumanLabelError", "check_alignment", "load_cifar10h", "load_cifar10n",
-    "load_cifar100n", "RunData", "prepare_data", "DATA_ENV", "DOWNLOAD_ENV", "SPECS", "DataError", "ImageSet",
+    "load_cifar100n", "RunData", "check_run_sizes", "expected_train_size", "prepare_data", "DATA_ENV", "DOWNLOAD_ENV", "SPECS", "DataError", "ImageSet",
     "check_data_dir", "dataset_available", "load_split", "make_standin", "resolve_data_dir", "IMBALANCE_BASE",
     "exponential_counts", "imbalanced_indices", "stratified_subset",
 ]

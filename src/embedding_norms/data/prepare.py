@@ -9,9 +9,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import ConfigError, DataConfig, EvalConfig
-from .sources import SPECS, ImageSet, load_split, make_standin
-from .subsets import IMBALANCE_BASE, class_positions, imbalanced_indices, remap_labels, stratified_subset
+from ..config import CIFAR_PER_CLASS, ConfigError, DataConfig, EvalConfig, RunConfig
+from .sources import SPECS, ImageSet, load_split, make_standin, standin_per_class
+from .subsets import (IMBALANCE_BASE, class_positions, exponential_counts, imbalanced_indices, remap_labels,
+                      stratified_subset)
 
 
 @dataclass
@@ -61,7 +62,7 @@ def prepare_data(data: DataConfig, eval_cfg: EvalConfig, seed: int, probe_size: 
 
     Raises:
         ConfigError: class ids outside the dataset, imbalance on a dataset without a
-            released imbalance rule.
+            released imbalance rule, ``probe_size`` or ``eval.knn_k`` larger than the training set.
         DataError: missing or invalid data files.
     """
     spec = SPECS[data.dataset]
@@ -84,8 +85,8 @@ def prepare_data(data: DataConfig, eval_cfg: EvalConfig, seed: int, probe_size: 
         keep = imbalanced_indices(train.labels.numpy(), train.num_classes, IMBALANCE_BASE[data.dataset])
         train = train.subset(keep, train.name + "[imbalanced]")
     test = test.subset(stratified_subset(test.labels.numpy(), data.test_size, sub + 1), test.name)
-    probe = train.subset(stratified_subset(train.labels.numpy(), min(probe_size, len(train)), sub + 2),
-                         train.name + "[probe]")
+    _check_sizes_against(len(train), probe_size, eval_cfg.knn_k, data)
+    probe = train.subset(stratified_subset(train.labels.numpy(), probe_size, sub + 2), train.name + "[probe]")
 
     novel = None
     if eval_cfg.novel == "heldout":
@@ -96,3 +97,69 @@ def prepare_data(data: DataConfig, eval_cfg: EvalConfig, seed: int, probe_size: 
         other = _split(eval_cfg.novel, "test", data.standin, data_dir, download, sub)
         novel = other.subset(stratified_subset(other.labels.numpy(), data.test_size, sub + 3), other.name)
     return RunData(train=train, test=test, probe=probe, novel=novel)
+
+
+# --------------------------------------------------------------------------- sizes known before loading
+def expected_train_size(data: DataConfig) -> Optional[int]:
+    """Number of training images :func:`prepare_data` will return, from the dataset facts alone.
+
+    Exact for CIFAR-10/100 and for stand-ins (their per-class counts are fixed): class selection,
+    then the class-stratified ``train_size`` subset (each class gets ``floor`` or ``ceil`` of
+    ``train_size / classes``), then the exponential imbalance (``max(1, int(n_min * base**-i))``
+    images of class ``i``, ``n_min`` the smallest class). None where the dataset's size is only
+    known once it is loaded (ImageNet-100, Flowers-102, Stanford Cars).
+    """
+    if data.standin:
+        per_class = standin_per_class(data.dataset, "train")
+    elif data.dataset in CIFAR_PER_CLASS:
+        per_class = CIFAR_PER_CLASS[data.dataset]["train"]
+    else:
+        return None
+    k = len(data.classes) if data.classes is not None else SPECS[data.dataset].num_classes
+    n, smallest = per_class * k, per_class
+    if data.train_size is not None and data.train_size < n:
+        n, smallest = data.train_size, data.train_size // k
+    if data.imbalance == "exponential" and data.dataset in IMBALANCE_BASE:
+        n = sum(max(1, c) for c in exponential_counts(max(smallest, 1), k, IMBALANCE_BASE[data.dataset]))
+    return n
+
+
+def check_run_sizes(cfg: RunConfig) -> None:
+    """Refuse a run whose sizes do not fit its training set, before any data are loaded.
+
+    Checks (where :func:`expected_train_size` knows the size): at least one optimizer step
+    (``optim.batch_size x optim.accumulation_steps`` images), ``train.probe_size`` and
+    ``eval.knn_k`` (the kNN memory bank is the training set) at most the training set.
+
+    Raises:
+        ConfigError: naming the key, both sizes and the fix.
+    """
+    n = expected_train_size(cfg.data)
+    if n is None:
+        return
+    o = cfg.optim
+    step = o.batch_size * o.accumulation_steps
+    if n < step:
+        raise ConfigError(f"the training set has {n} images ({_describe(cfg.data)}), fewer than one optimizer step "
+                          f"of optim.batch_size x optim.accumulation_steps = {step}; lower the batch size or "
+                          f"enlarge data.train_size")
+    _check_sizes_against(n, cfg.train.probe_size, cfg.eval.knn_k, cfg.data)
+
+
+def _check_sizes_against(n: int, probe_size: int, knn_k: int, data: DataConfig) -> None:
+    what = f"the training set has only {n} images ({_describe(data)})"
+    if probe_size > n:
+        raise ConfigError(f"train.probe_size is {probe_size}, but {what}; set train.probe_size <= {n} "
+                          f"or enlarge data.train_size")
+    if knn_k > n:
+        raise ConfigError(f"eval.knn_k is {knn_k}, but the kNN memory bank is the training set and {what}; "
+                          f"set eval.knn_k <= {n} or enlarge data.train_size")
+
+
+def _describe(data: DataConfig) -> str:
+    parts = [data.dataset + (" stand-in" if data.standin else ""), f"data.train_size={data.train_size}"]
+    if data.classes is not None:
+        parts.append(f"{len(data.classes)} classes")
+    if data.imbalance != "none":
+        parts.append(f"data.imbalance={data.imbalance}")
+    return ", ".join(parts)

@@ -432,6 +432,13 @@ def _load_cars(root: Path, split: str, size: int) -> tuple[torch.Tensor, torch.T
 
 
 # --------------------------------------------------------------------------- stand-ins
+def standin_per_class(dataset: str, split: str) -> int:
+    """Images per class of :func:`make_standin`'s default stand-in (40 train / 10 test, 8 / 4 at 128 px)."""
+    if SPECS[dataset].image_size <= 32:
+        return 40 if split == "train" else 10
+    return 8 if split == "train" else 4
+
+
 def make_standin(dataset: str, split: str, per_class: Optional[int] = None, seed: int = 0) -> ImageSet:
     """A generated stand-in for a dataset that is not available (wiring tests only).
 
@@ -449,7 +456,7 @@ def make_standin(dataset: str, split: str, per_class: Optional[int] = None, seed
     """
     spec = SPECS[dataset]
     if per_class is None:
-        per_class = (40 if split == "train" else 10) if spec.image_size <= 32 else (8 if split == "train" else 4)
+        per_class = standin_per_class(dataset, split)
     g = torch.Generator().manual_seed(zlib.crc32(dataset.encode()) + seed)  # same classes for train and test
     s = spec.image_size
     coarse = torch.rand(spec.num_classes, 3, 4, 4, generator=g)
