@@ -297,15 +297,17 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
         lines.append(f"- **Wall time of the call that wrote this report:** {timing.get('total', 0):.0f} s "
                      f"(training {timing.get('training', 0):.0f} s, building {timing.get('building', 0):.0f} s)")
     lines += ["", "## Summary: every claim of the paper", "",
-              "| claim | verdict | checks (effect, 95 % interval, seeds, regime) | tested by |", "|---|---|---|---|"]
+              "One row per claim (its verdict over all its checks), then one row per check: verdict, mean effect "
+              "over seeds with its 95 % interval, seeds, and the regime (design / phase of training) it tests.", "",
+              "| claim / check | verdict | effect [95 % interval] | seeds | regime |", "|---|---|---|---|---|"]
     for cid, text in CLAIMS.items():
         checks = [(r.name, c) for r in results for c in r.checks if c.claim == cid]
         arts = sorted({name for name, _ in checks})
-        rows = "<br>".join(f"{_cell(c.test)}: **{c.verdict}**, {_cell(effect_text(c))}"
-                           + (f", {c.n_seeds} seeds" if c.n_seeds is not None else "")
-                           + (f", {_cell(c.regime)}" if c.regime else "") for _, c in checks)
-        lines.append(f"| **{cid}**: {_cell(text)} | {claim_verdict([c for _, c in checks])} | {rows or '—'} | "
-                     f"{', '.join(f'[{a}](#{a})' for a in arts) or '—'} |")
+        lines.append(f"| **{cid}**: {_cell(text)} ({', '.join(f'[{a}](#{a})' for a in arts) or 'no artifact built'}) | "
+                     f"**{claim_verdict([c for _, c in checks])}** | | | |")
+        for _, c in checks:
+            lines.append(f"| &nbsp;&nbsp;{_cell(c.test)} | {c.verdict} | {_cell(effect_text(c))} | "
+                         f"{c.n_seeds if c.n_seeds is not None else 'exact'} | {_cell(c.regime)} |")
     lines += ["", "Each check is decided by an interval, never by the sign of one difference: the effect is computed "
               "per seed, and the check *holds* when its whole 95 % interval (Student-t over seeds; for per-image "
               "statistics the seed spread plus the bootstrap variance) lies on the side of 0 that the claim predicts, "
