@@ -42,6 +42,8 @@ class Params:
     methods: tuple[str, ...] = ("simclr", "simsiam")
     datasets: tuple[str, ...] = ("cifar10",)
     data: tuple[str, ...] = ("balanced", "imbalanced")
+    #: methods whose imbalanced comparison is run (the others: balanced only); () = all of ``methods``
+    imbalanced_methods: tuple[str, ...] = ()
     lr: float = 0.1
     warmup_fraction: float = 100 / 512
     simclr_batch_size: int = 0
@@ -56,6 +58,8 @@ class Params:
             raise ValueError(f"datasets: choose from cifar10, cifar100, got {list(self.datasets)}")
         if any(d not in ("balanced", "imbalanced") for d in self.data) or not self.data:
             raise ValueError(f"data: choose from balanced, imbalanced, got {list(self.data)}")
+        if any(m not in self.methods for m in self.imbalanced_methods):
+            raise ValueError(f"imbalanced_methods {list(self.imbalanced_methods)} must be among methods {list(self.methods)}")
         if self.lr <= 0 or not 0 <= self.warmup_fraction < 1 or self.simclr_batch_size < 0:
             raise ValueError("need lr > 0, 0 <= warmup_fraction < 1, simclr_batch_size >= 0")
 
@@ -95,8 +99,10 @@ def run_spec(plan: Plan, key: Key, p: Params) -> RunSpec:
 
 def runs(plan: Plan, p: Params) -> dict[Key, RunSpec]:
     """Every dataset x method x data x arm x seed."""
+    imb = set(p.imbalanced_methods or p.methods)
     return {k: run_spec(plan, k, p) for k in (Key(d, m, dt, a, s) for d in p.datasets for m in p.methods
-                                              for dt in p.data for a in arms(p) for s in plan.seeds)}
+                                              for dt in p.data for a in arms(p) for s in plan.seeds)
+            if k.data == "balanced" or k.method in imb}
 
 
 def _knn_or_chance(run) -> pd.Series:
