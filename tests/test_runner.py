@@ -72,12 +72,16 @@ def test_smoke_build_all_then_cached(tmp_path, data_dir):
     results = {r.name: r for r in load_results(o / "results")}
     assert set(results) == set(ARTIFACT_MODULES), out.stdout
     for r in results.values():
-        assert r.status == "built", (r.name, r.status, r.error, r.skipped)
+        # a tiny smoke network at c > 1 can collapse (the health check says so): such runs are listed,
+        # the artifact is "partial"; nothing else may be missing
+        assert r.status == "built" or (r.status == "partial" and all("collapsed" in s["reason"] for s in r.skipped)), \
+            (r.name, r.status, r.error, r.skipped)
         assert any(f.endswith(".png") for f in r.figures) or any(t.endswith(".csv") for t in r.tables), r.name
         for f in r.figures + r.tables:
             assert not Path(f).is_absolute() and (o / f).exists(), f  # relative to the output root
     statuses = {d.name: json.loads((d / "status.json").read_text())["state"] for d in (tmp_path / "runs").iterdir()}
-    assert statuses and set(statuses.values()) == {"done"}, statuses  # every run trains (stand-ins included)
+    assert statuses and set(statuses.values()) <= {"done", "collapsed"}, statuses  # every run finishes (stand-ins too)
+    assert list(statuses.values()).count("done") > len(statuses) // 2
     report = (o / "REPORT.md").read_text()
     assert "## Summary: every claim of the paper" in report and "Profile:** `smoke`" in report
     for name in ARTIFACT_MODULES:
