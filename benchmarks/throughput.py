@@ -1,25 +1,36 @@
-"""SimCLR training throughput (view pairs per second) of the ``quick`` model and batch size.
+"""Training throughput (view pairs per second) in fp32 and bf16, and the training time it projects.
 
-Three measurements, each the median of ``--repeats`` timed blocks of ``--steps`` optimizer
-steps after ``--warmup`` untimed steps:
+Three measurements per method and precision, each the median of ``--repeats`` timed blocks of
+``--steps`` optimizer steps after ``--warmup`` untimed steps:
 
 (a) ``full``: the project's training loop (``embedding_norms.train.train_steps``): batches
-    indexed from the uint8 CIFAR-10 tensor in memory, two views by the batched
-    ``SSLAugment``, loss, backward, SGD step;
+    indexed from the uint8 CIFAR-10 tensor (on the device when it is a GPU), two views by the
+    batched ``SSLAugment``, loss, backward, SGD step;
 (b) ``model``: the pure model step (loss, backward, SGD step) on pre-made random views;
 (c) ``reference``: the usual pipeline of the released code: per-image torchvision transforms
     on PIL images in a ``DataLoader`` (``--workers`` processes), feeding the same model step.
 
-Targets on the 2-core development machine: (a) >= 0.9 x (b) and (a) >= 1.4 x (c).
+On the CPU (default ``--profile quick``: SimCLR): fp32 and bf16. On CUDA (default ``--profile
+paper``: the ResNet-18 CIFAR-stem models of SimCLR, SimSiam and BYOL): fp32 and bf16, each with
+and without ``channels_last``. Targets on the 2-core development CPU: (a) >= 0.9 x (b) and
+(a) >= 1.4 x (c). ``--record`` stores the full-loop rates in ``benchmarks/measured_rates.json``
+(keyed by device name and profile), from which ``python -m reproduce ... --dry-run`` projects
+training hours; with ``--profile paper`` the projected hours of ``python -m reproduce all
+--profile paper`` are printed here too.
 
-    python benchmarks/throughput.py [--steps 8] [--repeats 5] [--workers 2]
+    python benchmarks/throughput.py [--device cuda] [--profile paper] [--record] [--tiny]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
+import sys
 import time
+from datetime import date
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -27,10 +38,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from embedding_norms.config import RunConfig
-from embedding_norms.data import SSLAugment, load_split, make_standin, resolve_data_dir
-from embedding_norms.models import SSLModel
-from embedding_norms.train import _optimizer, train_steps
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduce/ (for the run plan)
+
+from embedding_norms.config import METHODS, PRECISIONS, RunConfig  # noqa: E402
+from embedding_norms.data import SSLAugment, load_split, make_standin, resolve_data_dir  # noqa: E402
+from embedding_norms.models import SSLModel  # noqa: E402
+from embedding_norms.speed import RATES_PATH, device_name, projected_hours, record_rates  # noqa: E402
+from embedding_norms.train import _optimizer, autocast, resolve_device, train_steps, training_images  # noqa: E402
 
 
 class PairDataset(Dataset):
@@ -59,90 +73,161 @@ def released_transform(size: int, s: float) -> T.Compose:
     ])
 
 
-def timed(fn, blocks: int) -> list[float]:
-    """Wall-clock seconds of each of ``blocks`` calls of ``fn`` (the caller takes the median)."""
-    out = []
-    for _ in range(blocks):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+def planned_runs(profile: str) -> list[tuple[RunConfig, int]]:
+    """Every distinct run of ``python -m reproduce all --profile <profile>`` with its training-set
+    size; datasets that are not available here count as present (generated stand-ins)."""
+    from reproduce.common import Plan
+    from reproduce.registry import load_artifacts
+    from reproduce.runner import _plan, train_images
+
+    class StandinPlan(Plan):
+        @property
+        def missing_data(self) -> str:
+            return "standin"
+
+    specs = _plan(list(load_artifacts().values()), StandinPlan(profile, strict=False))
+    cfgs = {s.cfg.replace({"data": {"standin": False}}).hash(): s.cfg.replace({"data": {"standin": False}})
+            for runs in specs.values() for s in runs if s.cfg is not None}
+    return [(c, train_images(c)) for c in cfgs.values()]
 
 
-def main() -> None:
-    """Command line of the benchmark: measure the three loops and print pairs/s and ratios."""
+def measure(method: str, profile: str, device: torch.device, precision: str, channels_last: bool, images: torch.Tensor,
+            steps: int, repeats: int, warmup: int, workers: int, batch: Optional[int] = None) -> dict[str, float]:
+    """Median pairs/s of (a) ``full``, (b) ``model`` and (c) ``reference`` (see the module docstring)
+    for one method, precision and memory format; blocks are interleaved (b, a, c, b, a, c, ...)
+    so that slow drifts of the machine's speed affect all three alike."""
+    overrides = {"train": {"precision": precision}}
+    if batch:
+        overrides["optim"] = {"batch_size": batch}
+    cfg = RunConfig.load(method, profile, overrides)
+    o = cfg.optim
+    bs, size = o.batch_size, cfg.data.image_size
+    torch.manual_seed(0)
+    model = SSLModel(cfg)
+    if not channels_last:
+        model.memory_format = torch.contiguous_format
+        model.to(memory_format=torch.contiguous_format)
+    model = model.to(device)
+    opt = _optimizer(model, cfg)
+    aug = SSLAugment(size, cfg.data.jitter_strength)
+    g = torch.Generator().manual_seed(0)
+    dev_images = training_images(images, device)
+    cast = autocast(device, precision)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def full(n):
+        idx = [torch.randint(0, len(images), (bs * o.accumulation_steps,), generator=g) for _ in range(n)]
+        train_steps(model, opt, dev_images, idx, aug, o, g, device, 10_000, 100, 512, precision)
+
+    def step(batches):
+        for a, b in batches:
+            with cast:
+                loss, _ = model.loss(a.to(device, non_blocking=True), b.to(device, non_blocking=True))
+            loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    x1, x2 = torch.rand(bs, 3, size, size, device=device), torch.rand(bs, 3, size, size, device=device)
+
+    def pure(n):
+        model.train()
+        for _ in range(n):
+            step([(x1, x2)] * o.accumulation_steps)
+
+    hwc = images.permute(0, 2, 3, 1).numpy()
+    loader = DataLoader(PairDataset(hwc, released_transform(size, cfg.data.jitter_strength)), batch_size=bs,
+                        shuffle=True, num_workers=workers, drop_last=True, persistent_workers=workers > 0,
+                        pin_memory=device.type == "cuda")
+    it = iter(loader)
+
+    def next_pair():
+        nonlocal it
+        try:
+            return next(it)
+        except StopIteration:
+            it = iter(loader)
+            return next(it)
+
+    def reference(n):
+        model.train()
+        for _ in range(n):
+            step([next_pair() for _ in range(o.accumulation_steps)])
+
+    loops = {"model": pure, "full": full, "reference": reference}
+    for fn in loops.values():
+        fn(warmup)
+    rates: dict[str, list[float]] = {k: [] for k in loops}
+    for _ in range(repeats):
+        for name, fn in loops.items():
+            sync()
+            t = time.perf_counter()
+            fn(steps)
+            sync()
+            rates[name].append(steps * bs * o.accumulation_steps / (time.perf_counter() - t))
+    with contextlib.suppress(Exception):
+        del it, loader
+    return {k: statistics.median(v) for k, v in rates.items()}
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    """Command line: measure, print a table with the two ratios, optionally record; returns the results."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="quick")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--profile", default=None, help="model shapes (default: quick on the CPU, paper on CUDA)")
+    p.add_argument("--methods", nargs="+", default=None, choices=METHODS,
+                   help="default: simclr on the CPU, all three on CUDA")
     p.add_argument("--steps", type=int, default=8, help="optimizer steps per timed block")
     p.add_argument("--repeats", type=int, default=5, help="timed blocks per measurement (median reported)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference loop")
     p.add_argument("--data-dir", default=None)
-    args = p.parse_args()
+    p.add_argument("--record", action="store_true", help=f"store the full-loop rates in {RATES_PATH.name}")
+    p.add_argument("--rates-file", default=str(RATES_PATH), help=argparse.SUPPRESS)
+    p.add_argument("--tiny", action="store_true", help="tiny sizes (a wiring test on the CPU): batch 2, 1 step, no warm-up")
+    args = p.parse_args(argv)
 
-    cfg = RunConfig.load("simclr", args.profile)
-    o = cfg.optim
-    bs = o.batch_size
-    device = torch.device("cpu")
+    device = resolve_device(args.device)
+    gpu = device.type == "cuda"
+    profile = args.profile or ("paper" if gpu else "quick")
+    methods = args.methods or (list(METHODS) if gpu else ["simclr"])
+    layouts = (True, False) if gpu else (True,)
+    batch = None
+    if args.tiny:
+        args.steps, args.repeats, args.warmup, args.workers, batch = 1, 1, 0, 0, 2
     root = resolve_data_dir(args.data_dir)
-    images = load_split("cifar10", "train", root).images if root else make_standin("cifar10", "train", per_class=500).images
-    torch.manual_seed(0)
-    model = SSLModel(cfg)
-    opt = _optimizer(model, cfg)
-    aug = SSLAugment(cfg.data.image_size, cfg.data.jitter_strength)
-    g = torch.Generator().manual_seed(0)
-    print(f"SimCLR, profile {args.profile}: {cfg.model.backbone} (width {cfg.model.width}, {cfg.model.stem} stem), "
-          f"batch {bs}, {torch.get_num_threads()} torch threads, {args.steps} steps x {args.repeats} blocks")
-
-    def full(n):
-        steps = [torch.randint(0, len(images), (bs,), generator=g) for _ in range(n)]
-        train_steps(model, opt, images, steps, aug, o, g, device, 10_000, 100, 512)
-
-    x1, x2 = torch.rand(bs, 3, 32, 32), torch.rand(bs, 3, 32, 32)
-
-    def pure(n):
-        model.train()
-        for _ in range(n):
-            loss, _ = model.loss(x1, x2)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-    hwc = images.permute(0, 2, 3, 1).numpy()
-    loader = DataLoader(PairDataset(hwc, released_transform(cfg.data.image_size, cfg.data.jitter_strength)),
-                        batch_size=bs, shuffle=True, num_workers=args.workers, drop_last=True,
-                        persistent_workers=args.workers > 0)
-    it = iter(loader)
-
-    def reference(n):
-        nonlocal it
-        model.train()
-        for _ in range(n):
-            try:
-                a, b = next(it)
-            except StopIteration:
-                it = iter(loader)
-                a, b = next(it)
-            loss, _ = model.loss(a, b)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-    # blocks of the three loops are interleaved (b, a, c, b, a, c, ...) so that slow drifts of the
-    # machine's speed affect all three alike; the median block of each is reported
-    loops = (("(b) model step", pure), ("(a) full loop", full), ("(c) reference", reference))
-    for _, fn in loops:
-        fn(args.warmup)
-    rates: dict[str, list[float]] = {name: [] for name, _ in loops}
-    for _ in range(args.repeats):
-        for name, fn in loops:
-            rates[name].append(args.steps * bs / timed(lambda: fn(args.steps), 1)[0])
-    results = {}
-    for name, _ in loops:
-        results[name] = statistics.median(rates[name])
-        print(f"{name:16s} {results[name]:8.1f} pairs/s   (blocks: {', '.join(f'{r:.1f}' for r in rates[name])})")
-    a, b, c = results["(a) full loop"], results["(b) model step"], results["(c) reference"]
-    print(f"(a)/(b) = {a / b:.3f}  (target >= 0.9)   (a)/(c) = {a / c:.2f}  (target >= 1.4)")
+    images = (load_split("cifar10", "train", root).images if root and not args.tiny
+              else make_standin("cifar10", "train", per_class=500 if not args.tiny else 4).images)
+    name = device_name(device)
+    print(f"{name}: profile {profile}, {torch.get_num_threads()} torch threads, "
+          f"{args.steps} steps x {args.repeats} blocks")
+    print(f"{'method':8s} {'precision':9s} {'layout':14s} {'(a) full':>9s} {'(b) model':>9s} {'(c) ref':>9s} "
+          f"{'a/b':>6s} {'a/c':>6s}   (pairs/s)")
+    results = []
+    for method in methods:
+        for precision in PRECISIONS:
+            for cl in layouts:
+                r = measure(method, profile, device, precision, cl, images, args.steps, args.repeats, args.warmup,
+                            args.workers, batch)
+                r = dict(method=method, precision=precision, channels_last=cl, **r,
+                         full_vs_model=r["full"] / r["model"], full_vs_reference=r["full"] / r["reference"])
+                results.append(r)
+                print(f"{method:8s} {precision:9s} {'channels_last' if cl else 'contiguous':14s} {r['full']:9.1f} "
+                      f"{r['model']:9.1f} {r['reference']:9.1f} {r['full_vs_model']:6.3f} {r['full_vs_reference']:6.2f}",
+                      flush=True)
+    print("targets (2-core CPU, quick profile's precision): a/b >= 0.9, a/c >= 1.4")
+    # the rates training gets: the model's own memory format (channels_last), full loop
+    rates = {m: {r["precision"]: r["full"] for r in results if r["method"] == m and r["channels_last"]} for m in methods}
+    out = {"device": name, "profile": profile, "results": results, "pairs_per_second": rates}
+    if profile == "paper" and set(methods) == set(METHODS) and not args.tiny:
+        hours = projected_hours(planned_runs("paper"), rates)
+        out["projected_paper_hours"] = hours
+        print(f"projected training time of `python -m reproduce all --profile paper` on {name}: "
+              f"{hours:.1f} {'GPU' if gpu else 'CPU'}-hours (fp32 as the paper profile; evaluation not included)")
+    if args.record:
+        record_rates(name, profile, {"measured": date.today().isoformat(), "torch": torch.__version__,
+                                     "pairs_per_second": rates, "results": results}, Path(args.rates_file))
+        print(f"recorded in {args.rates_file}")
+    return out
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import shutil
 import signal
 import sys
@@ -26,10 +27,11 @@ from typing import Optional
 
 from embedding_norms.config import PROFILES, ConfigError
 from embedding_norms.data import DataError, check_data_dir, check_run_sizes
-from embedding_norms.launch import SlurmOptions, execute, stale_runs
+from embedding_norms.launch import SlurmOptions, default_layout, execute, stale_runs
 from embedding_norms.io import unwritable_folder, write_json
 from embedding_norms.report import load_results, render_report, write_result
 from embedding_norms.runs import RunStore, is_locked
+from embedding_norms.speed import hours_line
 from embedding_norms.train import resolve_device
 
 from .artifact import Artifact, Plan, Planned, RunSpec, plan_artifact
@@ -54,6 +56,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _jobs(text: str):
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m reproduce`` (see the module docstring and README)."""
     p = argparse.ArgumentParser(prog="python -m reproduce",
@@ -62,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'all', artifact names, or 'status' [names] (show the state of every needed run)")
     p.add_argument("--profile", default="quick", choices=PROFILES, help="scale of the experiments (default quick)")
     p.add_argument("--launcher", default="local", choices=["local", "slurm"], help="where pending runs train")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="local: runs trained at once (worker processes)")
+    p.add_argument("--jobs", type=_jobs, default="auto",
+                   help="local: runs trained at once (worker processes), or auto (default): one single-thread "
+                        "worker per CPU core while enough runs are pending, one worker on a GPU")
     p.add_argument("--data-dir", default=None, help="offline data folder (default $EMBEDDING_NORMS_DATA)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained and their cost; train nothing")
@@ -328,6 +336,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             minutes = [m for _, _, m in costs if m is not None]
             print(f"total: {sum(p for _, p, _ in costs):,} view pairs"
                   + (f", ~{sum(minutes):.0f} min of training on the 2-core dev CPU" if len(minutes) == len(costs) else ""))
+            print(hours_line([(s.cfg, train_images(s.cfg)) for s in todo.values()], resolve_device(args.device),
+                             args.profile))
         return 0
 
     blocked = unwritable_outputs(out, store if (pending or forced) else None,
@@ -355,7 +365,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if pending:
             print(f"training {len(pending)} run(s) with the {args.launcher} launcher "
                   f"({len(needed) - len(pending)} reused from {store.root})", flush=True)
-            results = execute([s.cfg for s in pending], store, args.launcher, args.jobs, data_dir,
+            jobs = (default_layout(len(pending), os.cpu_count() or 1, str(resolve_device(args.device)))[0]
+                    if args.jobs == "auto" else args.jobs)
+            results = execute([s.cfg for s in pending], store, args.launcher, jobs, data_dir,
                               plan.download, args.device, slurm, progress=not args.no_progress)
             for r in results:
                 if r.state != "done":

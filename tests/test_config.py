@@ -288,12 +288,12 @@ HAND_CONFIG = {
               "lr_schedule": "released", "accumulation": "released", "predictor_constant_lr": False},
     "norm": {"cut_constant": 3.0, "gradscale_power": 0.0},
     "train": {"epochs": 16, "seed": 7, "eval_epochs": [0, 1, 2, 4, 8, 16], "save_embeddings_epochs": [16],
-              "probe_size": 1000, "linear_probe": False},
+              "probe_size": 1000, "linear_probe": False, "precision": "fp32", "compile": False},
     "eval": {"knn_k": 200, "knn_temperature": 0.1, "novel": "heldout", "linear_probe_epochs": 100},
 }
 #: sha256 of json.dumps(HAND_CONFIG, sort_keys=True, separators=(",", ":")), first 10 hex digits,
 #: computed by hand from the dict above (not from RunConfig.hash()).
-HAND_HASH = "6f44eb03b1"
+HAND_HASH = "d72c1d4b08"
 
 
 def _reordered(d):

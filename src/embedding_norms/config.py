@@ -55,6 +55,7 @@ PROFILE_DIR = CONFIG_DIR / "profiles"
 
 METHODS = ("simclr", "simsiam", "byol")
 PROFILES = ("paper", "quick", "smoke")
+PRECISIONS = ("fp32", "bf16")
 DATASETS = ("cifar10", "cifar100", "imagenet100", "flowers102", "stanford_cars")
 #: Number of classes of each dataset (used to validate sizes and class ids before any data is loaded).
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet100": 100, "flowers102": 102, "stanford_cars": 196}
@@ -228,6 +229,9 @@ class TrainConfig:
         probe_size: number of un-augmented training images (class-stratified, fixed) whose
             embedding and representation norms are recorded after every epoch.
         linear_probe: train a linear probe on the frozen backbone at the end of training.
+        precision: ``fp32``, or ``bf16`` (bfloat16 autocast around the training forward pass
+            and loss only; weights, optimizer state, norms, kNN and saved embeddings stay fp32).
+        compile: ``torch.compile`` the model for training (long GPU runs; off by default).
     """
 
     epochs: int = 512
@@ -236,6 +240,8 @@ class TrainConfig:
     save_embeddings_epochs: tuple[int, ...] = (512,)
     probe_size: int = 2000
     linear_probe: bool = False
+    precision: str = "fp32"
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -512,6 +518,7 @@ def _check_values(cfg: RunConfig, source: str) -> None:
     need(t.seed >= 0, "train.seed", f"must be >= 0, got {t.seed}")
     need(d.subset_seed >= 0, "data.subset_seed", f"must be >= 0, got {d.subset_seed}")
     need(t.probe_size >= 10, "train.probe_size", f"must be >= 10, got {t.probe_size}")
+    need(t.precision in PRECISIONS, "train.precision", f"must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
     need(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
     need(0 <= o.momentum < 1, "optim.momentum", f"must be in [0, 1), got {o.momentum}")
     need(o.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {o.weight_decay}")

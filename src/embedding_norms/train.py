@@ -245,9 +245,39 @@ class Diverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context of the training forward pass and loss for ``precision``.
+
+    ``bf16``: ``torch.autocast(device.type, dtype=torch.bfloat16)`` (on the CPU and on CUDA);
+    ``fp32``: a disabled autocast (plain fp32). Weights, gradients and optimizer state stay fp32
+    either way; evaluation (norms, kNN, saved embeddings) runs outside this context in fp32.
+
+    Raises:
+        ConfigError: ``precision`` is not ``fp32`` or ``bf16``.
+    """
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"train.precision must be fp32 or bf16, got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def keeps_data_on_device(device: torch.device) -> bool:
+    """Whether the uint8 training set is moved to ``device`` once (True for any accelerator).
+
+    On the CPU the images already live where the model runs; on a GPU a one-time copy
+    (CIFAR-10: 150 MB) replaces a host-to-device copy of every batch.
+    """
+    return torch.device(device).type != "cpu"
+
+
+def training_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The training images where the training loop should index them: ``images`` itself on the
+    CPU, else one copy on ``device`` (see :func:`keeps_data_on_device`). uint8 ``(N, 3, H, W)``."""
+    return images.to(device) if keeps_data_on_device(device) else images
+
+
 def train_steps(model: SSLModel, opt: torch.optim.Optimizer, images: torch.Tensor, steps, aug: SSLAugment,
                 o: OptimConfig, generator: torch.Generator, device: torch.device, global_step: int,
-                micro_per_epoch: int, epochs: int) -> tuple[list[float], float, int]:
+                micro_per_epoch: int, epochs: int, precision: str = "fp32") -> tuple[list[float], float, int]:
     """The inner training loop: one optimizer step per element of ``steps``.
 
     Each element holds the indices of ``batch_size * accumulation_steps`` training images; each
@@ -255,9 +285,14 @@ def train_steps(model: SSLModel, opt: torch.optim.Optimizer, images: torch.Tenso
     over micro-batches as released, or averaged), then SGD steps, the BYOL target is updated and
     the learning rate of the scheduled parameter groups follows :func:`learning_rate`.
 
+    The forward pass and loss run under :func:`autocast` for ``precision``; the backward pass
+    and the SGD step run outside it on the fp32 weights.
+
     Args:
-        images: uint8 ``(N, 3, H, W)`` training images (CPU).
+        images: uint8 ``(N, 3, H, W)`` training images, on the CPU or already on ``device``
+            (:func:`training_images`; then only the indices are copied there).
         steps: iterable of index tensors ``(batch_size * accumulation_steps,)``.
+        precision: ``fp32`` or ``bf16`` (``train.precision``).
 
     Returns:
         (micro-batch losses, last learning rate, new global step).
@@ -268,7 +303,9 @@ def train_steps(model: SSLModel, opt: torch.optim.Optimizer, images: torch.Tenso
     model.train()
     losses: list[float] = []
     lr = 0.0
+    cast = autocast(device, precision)
     for idx_all in steps:
+        idx_all = idx_all.to(images.device, non_blocking=True)
         lr = learning_rate(global_step, micro_per_epoch, o, epochs)
         for group in opt.param_groups:
             if group.get("scheduled", True):
@@ -276,7 +313,8 @@ def train_steps(model: SSLModel, opt: torch.optim.Optimizer, images: torch.Tenso
         for a in range(o.accumulation_steps):
             imgs = images[idx_all[a * o.batch_size:(a + 1) * o.batch_size]]
             x1, x2 = aug(imgs, generator, device), aug(imgs, generator, device)
-            loss, _ = model.loss(x1, x2)
+            with cast:
+                loss, _ = model.loss(x1, x2)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise Diverged(f"loss became {value} at step {global_step}")
@@ -365,6 +403,9 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
 
     torch.manual_seed(cfg.train.seed)
     model = SSLModel(cfg).to(device)
+    if cfg.train.compile:
+        model.compile()  # compiles forward in place; parameter names and checkpoints unchanged
+    train_images = training_images(data.train.images, device)
     opt = _optimizer(model, cfg)
     aug = SSLAugment(cfg.data.image_size, cfg.data.jitter_strength)
     ckpt_dir = run_dir / "checkpoints"
@@ -422,8 +463,8 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
         steps = [perm[s * step_images:(s + 1) * step_images] for s in range(opt_steps)]
         inner = tqdm(steps, desc=f"epoch {epoch}", disable=not progress, leave=False, dynamic_ncols=True)
         try:
-            losses, lr, global_step = train_steps(model, opt, data.train.images, inner, aug, o, g, device,
-                                                  global_step, micro, cfg.train.epochs)
+            losses, lr, global_step = train_steps(model, opt, train_images, inner, aug, o, g, device,
+                                                  global_step, micro, cfg.train.epochs, cfg.train.precision)
         except Diverged as exc:
             return unhealthy(Verdict("diverged", epoch, "loss", float("nan"), 0.0, f"{exc} at epoch {epoch}"))
         finally:
