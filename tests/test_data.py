@@ -36,8 +36,8 @@ from embedding_norms.data.sources import (
     DatasetSpec,
     dataset_available,
     load_split,
-    make_standin,
 )
+from embedding_norms.data.loaders import FLOWERS_SPLITS, make_standin
 from embedding_norms.data.subsets import (
     IMBALANCE_BASE,
     exponential_counts,
@@ -328,7 +328,8 @@ def test_flowers102_torchvision_layout(tmp_path, monkeypatch, uncached):
         "setid": ("setid.mat", _md5(base / "setid.mat")),
     })
     assert dataset_available("flowers102", tmp_path) == (True, "")
-    for split, key in (("train", "trnid"), ("test", "tstid")):
+    # as released: our "train" is torchvision's "test" split (tstid), our "test" its "val" (valid)
+    for split, key in (("train", "tstid"), ("test", "valid")):
         s = load_split("flowers102", split, tmp_path)
         want = labels[setid[key] - 1] - 1  # in setid order, 0-based
         assert s.images.shape == (102, 3, 128, 128) and s.images.dtype == torch.uint8 and s.num_classes == 102
@@ -587,15 +588,18 @@ def test_prepare_imbalanced_cifar10(cifar, data_dir):
 
 
 def test_prepare_stratified_subsets_are_seeded(cifar, data_dir):
-    cfg = DataConfig(train_size=1000, test_size=200)
+    cfg = DataConfig(train_size=1000, test_size=200, subset_seed=3)
     a = prepare_data(cfg, EvalConfig(), seed=3, probe_size=100, data_dir=data_dir)
-    b = prepare_data(cfg, EvalConfig(), seed=3, probe_size=100, data_dir=data_dir)
-    c = prepare_data(cfg, EvalConfig(), seed=4, probe_size=100, data_dir=data_dir)
+    b = prepare_data(cfg, EvalConfig(), seed=9, probe_size=100, data_dir=data_dir)  # another training seed
+    c = prepare_data(DataConfig(train_size=1000, test_size=200, subset_seed=4), EvalConfig(), seed=3, probe_size=100,
+                     data_dir=data_dir)
     assert np.bincount(a.train.labels.numpy()).tolist() == [100] * 10
     assert np.bincount(a.test.labels.numpy()).tolist() == [20] * 10
     assert np.bincount(a.probe.labels.numpy()).tolist() == [10] * 10
+    # the images depend on data.subset_seed only: the seeds of one comparison see the same images
     np.testing.assert_array_equal(a.train.indices, b.train.indices)
     np.testing.assert_array_equal(a.test.indices, b.test.indices)
+    np.testing.assert_array_equal(a.probe.indices, b.probe.indices)
     assert not np.array_equal(a.train.indices, c.train.indices)
     np.testing.assert_array_equal(cifar["train_labels"][a.train.indices], a.train.labels.numpy())
     np.testing.assert_array_equal(cifar["test_labels"][a.test.indices], a.test.labels.numpy())
@@ -646,3 +650,9 @@ def test_prepare_other_dataset_as_novel(tmp_path, monkeypatch):
     rd = prepare_data(DataConfig(standin=True, test_size=200), EvalConfig(novel="cifar100"), 0, 20)
     assert rd.novel.name.startswith("cifar100-standin") and rd.novel.num_classes == 100
     assert np.bincount(rd.novel.labels.numpy()).tolist() == [2] * 100
+
+
+def test_flowers_splits_are_the_released_ones():
+    """Released SSL training on Flowers-102 uses torchvision's "test" split (the large, imbalanced
+    one) and evaluates on "val" (issue 12, item 8)."""
+    assert FLOWERS_SPLITS == {"train": "test", "test": "val"}

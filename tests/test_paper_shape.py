@@ -27,7 +27,8 @@ from embedding_norms.config import NUM_CLASSES, RunConfig
 from embedding_norms.data import SSLAugment, prepare_data
 from embedding_norms.data.prepare import RunData
 from embedding_norms.models import SSLModel
-from embedding_norms.train import _knn, _norm_records, _optimizer, _save_embeddings, train_steps
+from embedding_norms.records import knn as _knn, norm_records as _norm_records, save_embeddings as _save_embeddings
+from embedding_norms.train import _optimizer, train_steps
 from reproduce.common import Plan
 from reproduce.registry import load_artifacts
 from reproduce.runner import _plan

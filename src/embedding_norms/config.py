@@ -33,6 +33,8 @@ from typing import Any, Literal, Mapping, Optional
 
 import yaml
 
+from .facts import DATASETS, NUM_CLASSES, per_class  # noqa: F401 (DATASETS, NUM_CLASSES re-exported)
+
 
 
 def _find_config_dir() -> Path:
@@ -56,11 +58,8 @@ PROFILE_DIR = CONFIG_DIR / "profiles"
 METHODS = ("simclr", "simsiam", "byol")
 PROFILES = ("paper", "quick", "smoke")
 PRECISIONS = ("fp32", "bf16")
-DATASETS = ("cifar10", "cifar100", "imagenet100", "flowers102", "stanford_cars")
-#: Number of classes of each dataset (used to validate sizes and class ids before any data is loaded).
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet100": 100, "flowers102": 102, "stanford_cars": 196}
 #: Images per class of the (balanced) CIFAR splits, to reject subsets larger than the data before loading.
-CIFAR_PER_CLASS = {"cifar10": {"train": 5000, "test": 1000}, "cifar100": {"train": 500, "test": 100}}
+CIFAR_PER_CLASS = {d: {s: per_class(d, s) for s in ("train", "test")} for d in ("cifar10", "cifar100")}
 
 
 class ConfigError(ValueError):

@@ -57,6 +57,10 @@ FROZEN_LOSS_RTOL = 1e-6
 KNN_CHANCE_MARGIN = 1.0
 
 
+class Diverged(RuntimeError):
+    """Training produced non-finite values (a NaN/inf loss, or embeddings that cannot be stored)."""
+
+
 @torch.no_grad()
 def std_normalized(x: torch.Tensor) -> float:
     """Mean per-dimension std of the L2-normalised rows of ``x`` ``(N, d)`` (SimSiam's collapse

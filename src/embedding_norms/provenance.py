@@ -3,10 +3,12 @@
 The run hash covers the configuration only. So that a cached run is never presented as the
 result of code that no longer exists, every run records in ``<run>/provenance.json``:
 
-* ``code_fingerprint``: SHA-256 over the library files that determine training
-  (:data:`TRAINING_FILES`, relative to ``src/embedding_norms``) and the YAML files of
-  ``configs/`` (path and bytes of each, in sorted order). Plotting, reporting and analysis
-  code is not included: changing it needs a rebuild, not a retraining.
+* ``code_fingerprint``: SHA-256 over the library files that run during training
+  (:data:`TRAINING_FILES`, relative to ``src/embedding_norms``; path and bytes of each, in sorted
+  order). Plotting, reporting and analysis code is not included: changing it needs a rebuild, not
+  a retraining. Neither are ``configs/*.yaml`` and ``config.py``: they act on training only through
+  the resolved :class:`~embedding_norms.config.RunConfig`, which is hashed into the run's name, so a
+  change that matters gives another run (a change to a figure's parameters retrains nothing).
 * ``git_commit`` / ``git_dirty``: the commit of the checkout and whether it had uncommitted
   changes (None outside a git checkout).
 * ``data_source``: where the images came from (:func:`~embedding_norms.data.sources.data_source`):
@@ -30,21 +32,20 @@ import subprocess
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import CONFIG_DIR
 from .io import write_json
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: Library files (relative to the package) whose change can change what a run trains to.
-TRAINING_FILES = ("train.py", "models.py", "losses.py", "norm_control.py", "evaluate.py", "config.py",
-                  "health.py", "data/augment.py", "data/prepare.py", "data/sources.py", "data/subsets.py")
+TRAINING_FILES = ("train.py", "checkpoints.py", "records.py", "models.py", "losses.py", "norm_control.py",
+                  "evaluate.py", "health.py", "integrity.py", "facts.py", "data/augment.py", "data/prepare.py",
+                  "data/sources.py", "data/loaders.py", "data/subsets.py")
 PROVENANCE_FILE = "provenance.json"
 
 
 @functools.lru_cache(maxsize=None)
-def _fingerprint(package_dir: str, config_dir: str) -> str:
+def _fingerprint(package_dir: str) -> str:
     h = hashlib.sha256()
     files = [(f"embedding_norms/{rel}", Path(package_dir) / rel) for rel in TRAINING_FILES]
-    files += [(f"configs/{p.relative_to(config_dir)}", p) for p in sorted(Path(config_dir).rglob("*.yaml"))]
     for name, path in sorted(files):
         h.update(name.encode() + b"\0")
         h.update(path.read_bytes() if path.is_file() else b"<missing>")
@@ -53,8 +54,8 @@ def _fingerprint(package_dir: str, config_dir: str) -> str:
 
 
 def code_fingerprint() -> str:
-    """SHA-256 (hex) of the training code and configs this process runs (cached per process)."""
-    return _fingerprint(str(PACKAGE_DIR), str(CONFIG_DIR))
+    """SHA-256 (hex) of the training code this process runs (cached per process)."""
+    return _fingerprint(str(PACKAGE_DIR))
 
 
 def git_state(path: Path = PACKAGE_DIR) -> tuple[Optional[str], Optional[bool]]:

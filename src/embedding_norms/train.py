@@ -13,7 +13,6 @@ Command line (one run)::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
@@ -27,15 +26,16 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .config import ConfigError, OptimConfig, RunConfig, parse_dotted
+from .config import ConfigError, OptimConfig, RunConfig
 from . import provenance
-from .data import DataError, RunData, SSLAugment, check_data_dir, prepare_data
+from .checkpoints import is_checkpoint_epoch, load_checkpoint, resume, save_checkpoint  # noqa: F401 (re-exported)
+from .data import DataError, SSLAugment, prepare_data
 from .data.sources import data_source
-from .evaluate import embed, knn_accuracy, linear_probe, norm_summary
-from .health import Verdict, collapse, divergence, health_columns
-from .integrity import DamagedRunError, float16_or_32, metrics_gaps, save_npz_checked
-from .io import atomic_path, sha256_file, write_json
+from .evaluate import linear_probe
+from .health import Diverged, Verdict, collapse, divergence
+from .io import write_json
 from .models import SSLModel
+from .records import knn, norm_records, save_embeddings
 from .runs import RunLock, RunStatus, RunStore, write_frame
 
 log = logging.getLogger("embedding_norms.train")
@@ -71,11 +71,6 @@ def learning_rate(step: int, micro_batches_per_epoch: int, cfg: OptimConfig, epo
     return cfg.lr * v if cfg.lr_schedule == "released" else v
 
 
-def is_checkpoint_epoch(epoch: int, last: int) -> bool:
-    """Checkpoints are kept at every power-of-two epoch and at the last epoch."""
-    return epoch == last or (epoch > 0 and epoch & (epoch - 1) == 0)
-
-
 def resolve_device(device: Optional[str | torch.device] = None) -> torch.device:
     """``device`` or, if None/"auto", CUDA when available else CPU.
 
@@ -99,135 +94,6 @@ def resolve_device(device: Optional[str | torch.device] = None) -> torch.device:
     return dev
 
 
-# --------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomically save ``state`` with a ``.sha256`` side file."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-        digest = sha256_file(tmp)
-    with atomic_path(path.with_suffix(".sha256")) as tmp:
-        tmp.write_text(digest + "\n")
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint after verifying its checksum.
-
-    Raises:
-        ValueError: checksum missing or different (corrupt or truncated file), or unreadable.
-    """
-    side = path.with_suffix(".sha256")
-    if not side.exists():
-        raise ValueError(f"{path}: no checksum file")
-    if sha256_file(path) != side.read_text().strip():
-        raise ValueError(f"{path}: checksum mismatch (corrupt or truncated)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling error means a bad file
-        raise ValueError(f"{path}: unreadable ({exc})") from exc
-
-
-def _checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
-    """Checkpoints newest first: ``latest.pt`` then ``epoch_*.pt`` by decreasing epoch."""
-    files = sorted(ckpt_dir.glob("epoch_*.pt"), reverse=True)
-    latest = ckpt_dir / "latest.pt"
-    return ([latest] if latest.exists() else []) + files
-
-
-def _resume(cfg: RunConfig, store: RunStore, ckpt_dir: Path, model: SSLModel,
-            opt: torch.optim.Optimizer) -> tuple[int, int, float, list[dict], list[dict], list[str]]:
-    """Load the newest checkpoint that belongs to this run and to this training code, and whose
-    epochs are all in ``metrics.csv`` / ``class_norms.csv`` (with kNN at every evaluation epoch).
-
-    Rejected (an older checkpoint is tried; with none left the run starts from scratch): a corrupt
-    file, a checkpoint of another run (its ``config_hash``), one written by other training code
-    (its ``code_fingerprint``: resuming is never done across code), one ahead of the metrics.
-
-    Returns:
-        (start epoch, global step, seconds trained before, metrics rows, class-norm rows, notes).
-    """
-    notes: list[str] = []
-    try:
-        old, oldc = store.metrics(cfg), store.class_norms(cfg)
-    except DamagedRunError as exc:
-        notes.append(f"metrics unreadable ({exc.reason}): retraining from scratch")
-        log.warning(notes[-1])
-        return 0, 0, 0.0, [], [], notes
-    for cand in _checkpoint_candidates(ckpt_dir):
-        try:
-            state = load_checkpoint(cand)
-        except ValueError as exc:
-            notes.append(f"skipped corrupt checkpoint {cand.name}: {exc}")
-            log.warning("%s; trying an older checkpoint", exc)
-            continue
-        epoch = int(state["epoch"])
-        why = None
-        if state.get("config_hash") != cfg.hash():
-            why = f"belongs to another run (config hash {state.get('config_hash')}, this run {cfg.hash()})"
-        elif state.get("code_fingerprint") != provenance.code_fingerprint():
-            why = "was written by other training code (stale; never resumed across code)"
-        elif len(old) == 0 or metrics_gaps(old, cfg, epoch) or set(range(epoch + 1)) - set(oldc.get("epoch", [])):
-            why = f"is ahead of metrics.csv/class_norms.csv ({metrics_gaps(old, cfg, epoch) if len(old) else 'empty'})"
-        if why:
-            notes.append(f"skipped checkpoint {cand.name} (epoch {epoch}): it {why}")
-            log.warning(notes[-1])
-            continue
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        log.info("resumed from %s (epoch %d)", cand.name, epoch)
-        return (epoch, state["global_step"], float(state.get("train_seconds", 0.0)),
-                old[old.epoch <= epoch].to_dict("records"), oldc[oldc.epoch <= epoch].to_dict("records"), notes)
-    return 0, 0, 0.0, [], [], notes
-
-
-# --------------------------------------------------------------------------- records
-def _norm_records(model: SSLModel, data: RunData, device: torch.device, epoch: int,
-                  knn: float = float("nan")) -> tuple[dict, list[dict]]:
-    out = embed(model, data.probe.images, device)
-    row: dict[str, Any] = {}
-    norms = {v: out[v].norm(dim=1) for v in ("h", "z", "p") if v in out}  # columns h_norm_*, z_norm_*, p_norm_*
-    for key, n in norms.items():
-        for stat, v in norm_summary(n).items():
-            row[f"{key}_norm_{stat}"] = v
-    row.update(health_columns(out, model.predictor is not None, knn, data.num_classes))
-    labels = data.probe.labels.numpy()
-    per_class = []
-    for c in range(data.num_classes):
-        m = labels == c
-        if m.any():
-            per_class.append({"epoch": epoch, "class": c, "count": int(m.sum()),
-                              **{f"{key}_norm_mean": float(n.numpy()[m].mean()) for key, n in norms.items()}})
-    return row, per_class
-
-
-def _knn(model: SSLModel, data: RunData, cfg: RunConfig, device: torch.device) -> float:
-    bank = embed(model, data.train.images, device)["h"]
-    query = embed(model, data.test.images, device)["h"]
-    return knn_accuracy(query, data.test.labels, bank, data.train.labels, data.num_classes,
-                        cfg.eval.knn_k, cfg.eval.knn_temperature)
-
-
-def _save_embeddings(model: SSLModel, data: RunData, cfg: RunConfig, device: torch.device, path: Path) -> None:
-    aug = SSLAugment(cfg.data.image_size, cfg.data.jitter_strength)
-    g = torch.Generator().manual_seed(cfg.train.seed * 7 + 12345)
-    splits = {"train": (data.train, None), "train_aug": (data.train, aug), "test": (data.test, None)}
-    if data.novel is not None:
-        splits["novel"] = (data.novel, None)
-    arrays: dict[str, np.ndarray] = {}
-    for name, (s, a) in splits.items():
-        out = embed(model, s.images, device, augment=a, generator=g)
-        try:  # float16 where representable, float32 otherwise; non-finite values are refused
-            for v in ("z", "p"):  # projector output z; predictor output p (SimSiam, BYOL)
-                if v in out:
-                    arrays[f"{name}/{v}"] = float16_or_32(out[v].numpy())
-                    arrays[f"{name}/{v}_norm"] = out[v].norm(dim=1).numpy().astype(np.float32)
-        except ValueError as exc:
-            raise Diverged(f"{name} embeddings: {exc}") from None
-        arrays[f"{name}/h_norm"] = out["h"].norm(dim=1).numpy().astype(np.float32)
-        arrays[f"{name}/labels"] = s.labels.numpy().astype(np.int64)
-        arrays[f"{name}/indices"] = np.asarray(s.indices, dtype=np.int64)
-    save_npz_checked(path, arrays)
-
-
 # --------------------------------------------------------------------------- training
 def _optimizer(model: SSLModel, cfg: RunConfig) -> torch.optim.SGD:
     o = cfg.optim
@@ -239,10 +105,6 @@ def _optimizer(model: SSLModel, cfg: RunConfig) -> torch.optim.SGD:
     else:
         groups = [{"params": params, "scheduled": True}]
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
-
-
-class Diverged(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -412,20 +274,20 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
     ckpt_dir.mkdir(exist_ok=True)
     (run_dir / "embeddings").mkdir(exist_ok=True)
 
-    start_epoch, global_step, seconds_before, rows, class_rows, notes = _resume(cfg, store, ckpt_dir, model, opt)
+    start_epoch, global_step, seconds_before, rows, class_rows, notes = resume(cfg, store, ckpt_dir, model, opt)
     provenance.record(run_dir, source)
     store.set_status(cfg, "running", "; ".join(notes), epoch=start_epoch, **extra_status)
 
     def record(epoch: int, loss: float, lr: float, seconds: float) -> Optional[Verdict]:
-        knn = _knn(model, data, cfg, device) if epoch in cfg.train.eval_epochs else float("nan")
-        row, per_class = _norm_records(model, data, device, epoch, knn)
+        acc = knn(model, data, cfg, device) if epoch in cfg.train.eval_epochs else float("nan")
+        row, per_class = norm_records(model, data, device, epoch, acc)
         rows.append({"epoch": epoch, "step": global_step, "loss": loss, "lr": lr, "epoch_seconds": seconds,
-                     "knn_acc": knn, **row})
+                     "knn_acc": acc, **row})
         class_rows.extend(per_class)
         verdict = divergence(rows[-1])
         if verdict is None and epoch in cfg.train.save_embeddings_epochs:
             try:
-                _save_embeddings(model, data, cfg, device, run_dir / "embeddings" / f"epoch_{epoch:04d}.npz")
+                save_embeddings(model, data, cfg, device, run_dir / "embeddings" / f"epoch_{epoch:04d}.npz")
             except Diverged as exc:
                 verdict = Verdict("diverged", epoch, "embeddings", float("nan"), 0.0, f"{exc} at epoch {epoch}")
         write_frame(run_dir / "metrics.csv", pd.DataFrame(rows))
@@ -493,104 +355,10 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Command line: train one run (see module docstring)."""
-    p = argparse.ArgumentParser(description="Train one SSL run into the run store.")
-    p.add_argument("--method", required=True, choices=["simclr", "simsiam", "byol"])
-    p.add_argument("--profile", default="quick", choices=["paper", "quick", "smoke"])
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.1")
-    p.add_argument("--runs", default=None, help="run store folder (default ./runs)")
-    p.add_argument("--data-dir", default=None, help="offline data folder (default $EMBEDDING_NORMS_DATA)")
-    p.add_argument("--download", action="store_true", help="allow torchvision to download datasets")
-    p.add_argument("--device", default=None)
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    import signal  # local imports: the CLI's own needs
+    """Command line of one run: ``python -m embedding_norms.train`` (see :mod:`embedding_norms.train_cli`)."""
+    from .train_cli import main as cli_main
 
-    from .runs import RunLocked
-
-    store = RunStore(args.runs)
-    cfg = None
-    old_term = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
-    try:
-        cfg = RunConfig.load(args.method, args.profile, parse_dotted(args.set))
-        resolve_device(args.device)
-        _check_before_training(cfg, args.data_dir, args.download or None, store)
-        st = train(cfg, store, args.data_dir, args.download or None, args.device, progress=not args.no_progress)
-    except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RunLocked as exc:
-        print(f"error: {exc}; wait for it to finish (or stop it), then run the same command again", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        where = f" {store.path(cfg)}" if cfg is not None and store.path(cfg).exists() else ""
-        print(f"\ninterrupted: run the same command again to resume{where} from its newest checkpoint",
-              file=sys.stderr)
-        return 130
-    except OSError as exc:  # e.g. a full disk (ENOSPC) or a read-only run store
-        reason = f"{type(exc).__name__}: {exc}"
-        if cfg is not None:
-            _mark_failed_in_place(store, cfg, reason)
-        print(f"error: {reason}; free space / make {store.root} writable, then run the same command again "
-              f"(the run resumes from its newest checkpoint)", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-    print(f"{cfg.name}: {st.state} {st.reason}")
-    return 0 if st.state == "done" else 1
-
-
-def _sigterm_to_interrupt(signum, frame):  # SIGTERM ends the run like Ctrl-C: marked interrupted, resumable
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _check_before_training(cfg: RunConfig, data_dir, download, store: RunStore) -> None:
-    """Checks of the single-run command before a run folder is created.
-
-    Raises:
-        DataError: the data folder is missing, or a dataset the run needs is missing or corrupt
-            (checksum of the offline file), unless the run uses stand-in data.
-        ConfigError: sizes that do not fit the training set (see :func:`~embedding_norms.data.check_run_sizes`),
-            or a run store that cannot be written.
-    """
-    from .data import check_run_sizes, dataset_available
-    from .io import unwritable_folder
-
-    check_data_dir(data_dir, download)
-    if not cfg.data.standin:
-        for ds in dict.fromkeys([cfg.data.dataset] + ([cfg.eval.novel] if cfg.eval.novel not in (None, "heldout") else [])):
-            ok, why = dataset_available(ds, data_dir, download)
-            if not ok:
-                raise DataError(f"{ds} is not available: {why}")
-    check_run_sizes(cfg)
-    bad = unwritable_folder(store.root)
-    if bad is not None:
-        raise ConfigError(f"the run store {store.root} cannot be written ({bad} is not writable); "
-                          f"make it writable or choose another folder with --runs")
-
-
-def _mark_failed_in_place(store: RunStore, cfg: RunConfig, reason: str) -> None:
-    """Record ``failed`` in a run's ``status.json`` when the atomic write failed (a full disk has no
-    room for the temporary copy): overwrite the file in place, which reuses its own disk blocks.
-    Best effort: if even that fails the run is left ``running`` with a free lock, which the store
-    reports as interrupted (it resumes)."""
-    import json
-    import os
-    import socket
-
-    f = store.path(cfg) / "status.json"
-    try:
-        with open(f, "r+") as fh:
-            data = json.load(fh)
-            if data.get("state") in ("done", "diverged", "failed"):
-                return
-            data.update(state="failed", reason=reason, updated=time.time(), host=socket.gethostname(),
-                        pid=os.getpid())
-            fh.seek(0)
-            fh.truncate()
-            fh.write(json.dumps(data, indent=2) + "\n")
-    except (OSError, ValueError):
-        pass
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

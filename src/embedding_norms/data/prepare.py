@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ..config import CIFAR_PER_CLASS, ConfigError, DataConfig, EvalConfig, RunConfig
-from .sources import SPECS, ImageSet, load_split, make_standin, standin_per_class
+from .loaders import make_standin, standin_per_class
+from .sources import SPECS, ImageSet, load_split
 from .subsets import (IMBALANCE_BASE, class_positions, exponential_counts, imbalanced_indices, remap_labels,
                       stratified_subset)
 
