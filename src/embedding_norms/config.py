@@ -252,13 +252,24 @@ class EvalConfig:
         novel: images saved as the "novel" split with the embeddings: ``heldout`` (test images
             of the classes not in ``data.classes``), or a dataset name (e.g. ``cifar100``),
             or ``None``.
-        linear_probe_epochs: logistic-regression iterations of the linear probe.
+        linear_probe_epochs: logistic-regression iterations of the linear probe (``logistic``).
+        linear_probe_variant: ``logistic`` (scikit-learn on frozen eval-mode features) or
+            ``released`` (the released ``lin_evaluator.py``: a linear layer trained with SGD,
+            momentum 0.9, no weight decay, BatchNorm of the backbone in training mode, test
+            accuracy at the epoch of the lowest training loss).
+        linear_probe_lr: SGD learning rate of the ``released`` probe; ``None`` = released value
+            (0.1 SimCLR, 0.5 SimSiam/BYOL).
+        linear_probe_sgd_epochs: epochs of the ``released`` probe; ``None`` = released value
+            (2; BYOL 8).
     """
 
     knn_k: int = 200
     knn_temperature: float = 0.1
     novel: Optional[str] = None
     linear_probe_epochs: int = 100
+    linear_probe_variant: Literal["logistic", "released"] = "logistic"
+    linear_probe_lr: Optional[float] = None
+    linear_probe_sgd_epochs: Optional[int] = None
 
 
 @dataclass(frozen=True)

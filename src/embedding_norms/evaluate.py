@@ -109,6 +109,71 @@ def linear_probe(model: SSLModel, train_images: torch.Tensor, train_labels: torc
             "test_acc": float(clf.score(hte, test_labels.numpy()) * 100)}
 
 
+#: Released linear-probe settings per method: (SGD learning rate, epochs) (PAPER.md; lin_evaluator.py).
+RELEASED_PROBE = {"simclr": (0.1, 2), "simsiam": (0.5, 2), "byol": (0.5, 8)}
+
+
+def linear_probe_released(model: SSLModel, train_images: torch.Tensor, train_labels: torch.Tensor,
+                          test_images: torch.Tensor, test_labels: torch.Tensor, device: torch.device,
+                          lr: float, epochs: int, batch_size: int = 256, momentum: float = 0.9,
+                          seed: int = 0) -> dict[str, float]:
+    """The released linear probe (``CLA/training/lin_evaluator.py``): a linear layer on the
+    backbone representation ``h``, trained with SGD (momentum, no weight decay) on un-augmented
+    training images with the backbone in *training* mode (its weights are not optimised, but its
+    BatchNorm running statistics move, as released); tested in eval mode after every epoch; the
+    reported accuracy is the test accuracy of the epoch with the lowest training loss. The
+    model passed in is not changed (a copy of the backbone is used).
+
+    Args:
+        train_images, test_images: uint8 ``(N, 3, H, W)``; labels ``(N,)`` int64.
+        lr, epochs: SGD learning rate and epochs (:data:`RELEASED_PROBE`).
+
+    Returns:
+        ``{"train_acc": %, "test_acc": %, "test_acc_last": %, "best_epoch": int}``.
+
+    Raises:
+        ValueError: ``epochs < 1`` or ``lr <= 0``.
+    """
+    import copy
+
+    if epochs < 1 or lr <= 0:
+        raise ValueError(f"the released probe needs epochs >= 1 and lr > 0, got {epochs}, {lr}")
+    backbone = copy.deepcopy(model.backbone).to(device)
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    with torch.no_grad():
+        dim = backbone(to_float(train_images[:2].to(device))).shape[1]
+    head = torch.nn.Linear(dim, num_classes).to(device)
+    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum)
+    g = torch.Generator().manual_seed(seed)
+    best = (float("inf"), 0.0, 0.0, 0)
+    test_acc = 0.0
+    for epoch in range(1, epochs + 1):
+        backbone.train()  # released: the classifier wrapper is put in train mode, BatchNorm included
+        order = torch.randperm(len(train_images), generator=g)
+        loss_sum, correct = 0.0, 0
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            x, y = to_float(train_images[idx].to(device)), train_labels[idx].to(device)
+            with torch.no_grad():
+                h = backbone(x)
+            logits = head(h)
+            loss = torch.nn.functional.cross_entropy(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss) * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+        backbone.eval()
+        with torch.no_grad():
+            preds = torch.cat([head(backbone(to_float(test_images[i:i + 512].to(device)))).argmax(1).cpu()
+                               for i in range(0, len(test_images), 512)])
+        test_acc = float((preds == test_labels).float().mean() * 100)
+        train_loss = loss_sum / len(order)
+        if train_loss < best[0]:
+            best = (train_loss, 100.0 * correct / len(order), test_acc, epoch)
+    return {"train_acc": best[1], "test_acc": best[2], "test_acc_last": test_acc, "best_epoch": best[3]}
+
+
 def norm_summary(norms: torch.Tensor | np.ndarray) -> dict[str, float]:
     """Mean, median, 10 % and 90 % quantiles of a vector of norms."""
     x = np.asarray(norms, dtype=np.float64)

@@ -31,7 +31,7 @@ from . import provenance
 from .checkpoints import is_checkpoint_epoch, load_checkpoint, resume, save_checkpoint  # noqa: F401 (re-exported)
 from .data import DataError, SSLAugment, prepare_data
 from .data.sources import data_source
-from .evaluate import linear_probe
+from .evaluate import RELEASED_PROBE, linear_probe, linear_probe_released
 from .health import Diverged, Verdict, collapse, divergence
 from .io import write_json
 from .models import SSLModel
@@ -346,8 +346,16 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
         return unhealthy(verdict)
 
     if cfg.train.linear_probe:
-        res = linear_probe(model, data.train.images, data.train.labels, data.test.images, data.test.labels,
-                           device, cfg.eval.linear_probe_epochs, cfg.train.seed)
+        if cfg.eval.linear_probe_variant == "released":
+            lr, epochs = RELEASED_PROBE[cfg.method.name]
+            res = linear_probe_released(model, data.train.images, data.train.labels, data.test.images,
+                                        data.test.labels, device, cfg.eval.linear_probe_lr or lr,
+                                        cfg.eval.linear_probe_sgd_epochs or epochs, cfg.optim.batch_size,
+                                        seed=cfg.train.seed)
+        else:
+            res = linear_probe(model, data.train.images, data.train.labels, data.test.images, data.test.labels,
+                               device, cfg.eval.linear_probe_epochs, cfg.train.seed)
+        res["variant"] = cfg.eval.linear_probe_variant
         write_json(run_dir / "linear_probe.json", res)
     seconds = seconds_before + time.time() - t0
     store.set_status(cfg, "done", f"trained in {seconds:.0f} s", epoch=cfg.train.epochs, train_seconds=round(seconds, 1))
