@@ -22,48 +22,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import os
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
-import yaml
-
 from .facts import DATASETS, NUM_CLASSES, per_class  # noqa: F401 (DATASETS, NUM_CLASSES re-exported)
+from .facts import METHODS  # noqa: F401 (re-exported)
+from .profiles import CONFIG_DIR, PROFILE_DIR, PROFILES, PROJECT_ROOT, artifact_params, load_profile  # noqa: F401
+from .typed_yaml import (ConfigError, _build, _check_keys, _deep_merge, _nest, _plain, _read_yaml,  # noqa: F401
+                         parse_dotted)
 
 
 
-def _find_config_dir() -> Path:
-    """The ``configs/`` folder: ``$EMBEDDING_NORMS_CONFIG_DIR`` if set, else the repository's
-    (next to ``src/`` in a checkout or an editable install), else ``./configs`` of the working
-    directory (a non-editable install run from the repository root)."""
-    env = os.environ.get("EMBEDDING_NORMS_CONFIG_DIR")
-    if env:
-        return Path(env).expanduser().resolve()
-    for cand in (Path(__file__).resolve().parents[2] / "configs", Path.cwd() / "configs"):
-        if (cand / "profiles").is_dir():
-            return cand
-    return Path.cwd() / "configs"  # load_profile names it in its error
 
-
-CONFIG_DIR = _find_config_dir()
-#: The repository root (the folder holding ``configs/``): where the ``quick`` outputs are written.
-PROJECT_ROOT = CONFIG_DIR.parent
-PROFILE_DIR = CONFIG_DIR / "profiles"
-
-METHODS = ("simclr", "simsiam", "byol")
-PROFILES = ("paper", "quick", "smoke")
 PRECISIONS = ("fp32", "bf16")
 #: Images per class of the (balanced) CIFAR splits, to reject subsets larger than the data before loading.
 CIFAR_PER_CLASS = {d: {s: per_class(d, s) for s in ("train", "test")} for d in ("cifar10", "cifar100")}
-
-
-class ConfigError(ValueError):
-    """A configuration value or file is invalid; the message names the key and the fix."""
 
 
 # --------------------------------------------------------------------------- dataclasses
@@ -352,74 +326,6 @@ class RunConfig:
         return cfg
 
 
-PROFILE_KEYS = {"description", "run", "methods", "artifacts", "missing_data", "seeds", "_path"}
-
-
-def load_profile(profile: str, config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
-    """Read ``configs/profiles/<profile>.yaml`` (keys: description, run, methods, artifacts).
-
-    Raises:
-        ConfigError: unknown profile name or key, or a method section for an unknown method.
-    """
-    path = Path(config_dir) / "profiles" / f"{profile}.yaml"
-    if profile not in PROFILES and not path.exists():
-        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    data = _read_yaml(path)
-    data["_path"] = path
-    unknown = set(data) - PROFILE_KEYS
-    if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; valid: description, run, methods, artifacts, missing_data, seeds")
-    seeds = data.get("seeds", 1)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ConfigError(f"{path}: seeds must be a positive integer (training seeds of every comparison), got {seeds!r}")
-    if data.get("missing_data", "skip") not in ("skip", "standin"):
-        raise ConfigError(f"{path}: missing_data must be skip or standin, got {data.get('missing_data')!r}")
-    for m in (data.get("methods") or {}):
-        if m not in METHODS:
-            raise ConfigError(f"{path}: methods.{m}: unknown method; choose one of {', '.join(METHODS)}")
-    return data
-
-
-def artifact_params(profile: str, artifact: str, cls: type, config_dir: Path = CONFIG_DIR) -> Any:
-    """Parameters of one artifact for a profile: ``artifacts.<artifact>`` of the profile YAML,
-    built into the artifact's frozen dataclass ``cls`` (defaults for keys not given).
-
-    Keys and types are checked like run configs (lists become tuples); the dataclass's own
-    ``__post_init__`` checks values and raises ValueError, which is re-raised as ConfigError
-    naming the profile file and the artifact's section.
-
-    Raises:
-        ConfigError: unknown key, wrong type, or an invalid value (the message names the key).
-    """
-    prof = load_profile(profile, config_dir)
-    given = (prof.get("artifacts") or {}).get(artifact) or {}
-    source = str(prof["_path"])
-    if not isinstance(given, Mapping):
-        raise ConfigError(f"{source}: artifacts.{artifact} must be a mapping of parameters, got {given!r}")
-    try:
-        return _build(cls, given, source, prefix=f"artifacts.{artifact}.")
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{source}: artifacts.{artifact}: {exc} (fix the profile's artifacts.{artifact} section)") from None
-
-
-# --------------------------------------------------------------------------- parsing
-def parse_dotted(items: list[str]) -> dict[str, Any]:
-    """Parse ``["optim.lr=0.1", "train.epochs=4"]`` into a nested dict (values as YAML scalars).
-
-    Raises:
-        ConfigError: an item without ``=``.
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. optim.lr=0.1)")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return _nest(out)
-
-
 def from_dict(data: Mapping[str, Any], source: str = "config") -> RunConfig:
     """Validate a nested dict and build a :class:`RunConfig`.
 
@@ -438,82 +344,6 @@ def from_dict(data: Mapping[str, Any], source: str = "config") -> RunConfig:
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(o, warmup_epochs=round(o.warmup_fraction * horizon, 9)))
     _check_values(cfg, source)
     return cfg
-
-
-def _check_keys(cls, data: Mapping[str, Any], source: str, prefix: str) -> None:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping, got {data!r}")
-    fields_ = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    for key, value in data.items():
-        if key not in fields_:
-            raise ConfigError(f"{source}: unknown config key {prefix + key!r}; valid keys here: {', '.join(sorted(fields_))}")
-        if dataclasses.is_dataclass(hints[key]):
-            _check_keys(hints[key], value, source, prefix=f"{prefix}{key}.")
-
-
-def _build(cls, data: Mapping[str, Any], source: str, prefix: str):
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        key = f"{prefix}{sorted(unknown)[0]}"
-        raise ConfigError(f"{source}: unknown config key {key!r}; valid keys here: {', '.join(sorted(names))}")
-    kwargs = {}
-    for name in names:
-        if name not in data:
-            continue
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            if not isinstance(data[name], Mapping):
-                raise ConfigError(f"{source}: {prefix}{name} must be a section (mapping), got {data[name]!r}")
-            kwargs[name] = _build(tp, data[name], source, prefix=f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(data[name], tp, f"{prefix}{name}", source)
-    return cls(**kwargs)
-
-
-#: Scientific notation without a dot (``1e-6``), which YAML 1.1 resolves to a string.
-_EXP_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key, source)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{source}: {key} = {value!r} is not allowed; choose one of {', '.join(map(repr, args))}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
-        return tuple(_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: {key} must be an integer, got {value!r} ({type(value).__name__})")
-        return value
-    if tp is float:
-        if isinstance(value, str) and _EXP_FLOAT.fullmatch(value.strip()):
-            value = float(value)  # PyYAML (YAML 1.1) reads "1e-6" as a string
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: {key} must be a number, got {value!r} ({type(value).__name__})")
-        if not math.isfinite(value):
-            raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {tp} for {key}")  # programming error
 
 
 def _check_values(cfg: RunConfig, source: str) -> None:
@@ -580,49 +410,6 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         need(d.classes is not None, "eval.novel", "= heldout needs data.classes (the classes seen in training)")
 
 
-# --------------------------------------------------------------------------- helpers
-#: Parsed YAML files keyed by (path, modification time, size): a planning pass reads each file once.
-_YAML_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML file's top-level mapping (a fresh copy; parsed once per file version)."""
-    import copy
-
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist"
-                          + ("" if path.parent.is_dir() else f" (set EMBEDDING_NORMS_CONFIG_DIR to the repository's configs/ folder)"))
-    st = path.stat()
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
-    if key not in _YAML_CACHE:
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        _YAML_CACHE[key] = data
-    return copy.deepcopy(_YAML_CACHE[key])
-
-
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """Turn dotted keys into nested dicts; nested dicts pass through."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        if isinstance(value, dict):
-            value = _nest(value)
-        parts = key.split(".")
-        cur = out
-        for p in parts[:-1]:
-            cur = cur.setdefault(p, {})
-        if isinstance(value, dict) and isinstance(cur.get(parts[-1]), dict):
-            cur[parts[-1]] = _deep_merge(cur[parts[-1]], value, source="overrides")
-        else:
-            cur[parts[-1]] = value
-    return out
-
-
 def _merge_layer(base: Mapping[str, Any], layer: Mapping[str, Any], source: str) -> dict[str, Any]:
     """Merge a config layer; a layer that gives ``optim.warmup_epochs`` without
     ``optim.warmup_fraction`` sets the warm-up in epochs (it clears an earlier layer's fraction):
@@ -632,23 +419,3 @@ def _merge_layer(base: Mapping[str, Any], layer: Mapping[str, Any], source: str)
     if "warmup_epochs" in opt and "warmup_fraction" not in opt and isinstance(merged.get("optim"), dict):
         merged["optim"]["warmup_fraction"] = None
     return merged
-
-
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any], source: str) -> dict[str, Any]:
-    if not isinstance(over, Mapping):
-        raise ConfigError(f"{source}: expected a mapping, got {over!r}")
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _deep_merge(out[k], v, source)
-        else:
-            out[k] = v
-    return out
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: The SSL methods of the paper.
+METHODS = ("simclr", "simsiam", "byol")
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
