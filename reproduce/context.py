@@ -57,8 +57,14 @@ class RunHandle:
 
     @property
     def usable(self) -> bool:
-        """True when the run finished training (``done``)."""
+        """True when the run finished training healthy (``done``)."""
         return self.cfg is not None and self.status.state == "done"
+
+    @property
+    def measured(self) -> bool:
+        """True when the run's records are complete and verified: ``done``, or ``collapsed`` (a
+        collapse is an outcome of training, its metrics are what training measured)."""
+        return self.cfg is not None and self.status.state in ("done", "collapsed")
 
     def metrics(self) -> pd.DataFrame:
         """Per-epoch records (``metrics.csv``); empty when the run was skipped."""

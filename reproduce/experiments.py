@@ -89,6 +89,26 @@ def imbalanced_overrides(plan: Plan, method: str) -> dict[str, Any]:
     return ov  # the warm-up follows the run through optim.warmup_fraction
 
 
+def knn_or_chance(run, failure_at_chance: bool) -> pd.Series:
+    """kNN curve of a run whose records are complete (done or collapsed: its measured accuracy);
+    for a run that diverged, chance accuracy at its evaluation epochs when ``failure_at_chance``
+    (the arm of a "speeds up training" comparison: a run that blew up did not learn), else empty
+    (a reference arm that diverged gives no comparison)."""
+    if run.measured:
+        return knn_curve(run)
+    if failure_at_chance and run.status.state == "diverged":
+        from embedding_norms.facts import SPECS
+
+        return pd.Series(100.0 / SPECS[run.cfg.data.dataset].num_classes, index=list(run.cfg.train.eval_epochs))
+    return pd.Series(dtype=float)
+
+
+def missing_seeds(declared, present) -> str:
+    """Text naming the declared seeds without a usable pair (for a check's detail), or ''."""
+    gone = sorted(set(declared) - set(present))
+    return f"; seeds without a usable pair of runs (left out): {gone}" if gone else ""
+
+
 def knn_curve(run) -> pd.Series:
     """kNN accuracy (%) of a run by evaluation epoch (empty if none)."""
     m = run.metrics()

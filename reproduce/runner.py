@@ -268,8 +268,104 @@ def _plan(artifacts: list[Artifact], plan: Plan) -> dict[str, Planned]:
     return {a.name: plan_artifact(a, plan) for a in artifacts}
 
 
+def _print_status(args, artifacts: list[Artifact], specs: dict[str, list[RunSpec]], store: RunStore) -> int:
+    """``status``: one line per needed run (state, folder, Slurm job, stale or damaged files)."""
+    print(f"profile {args.profile}; run store {store.root}")
+    for a in artifacts:
+        for s in specs[a.name]:
+            if s.cfg is None:
+                print(f"  {a.name:24s} {s.label:28s} skipped   {s.skipped}")
+                continue
+            st = store.status(s.cfg)
+            extra = f" (Slurm job {st.slurm_job_id})" if st.slurm_job_id else ""
+            extra += " (retried by the next call)" if st.state == "failed" else ""
+            extra += " (stale: trained by other training code)" if store.stale(s.cfg) else ""
+            extra += "".join(f" (damaged: {p})" for p in store.verify(s.cfg))
+            print(f"  {a.name:24s} {s.label:28s} {st.state:9s} {store.path(s.cfg)}{extra} {st.reason}")
+    return 0
+
+
+def _print_dry_run(args, artifacts, needed: dict[str, RunSpec], pending: list[RunSpec], forced: dict[str, RunSpec],
+                   store: RunStore) -> int:
+    """``--dry-run``: the runs that would be trained, their cost and the projected time."""
+    todo = {s.cfg.hash(): s for s in pending} | forced
+    print(f"profile {args.profile}: {len(needed)} distinct runs needed by {len(artifacts)} artifacts; "
+          f"{len(todo)} to train ({len(needed) - len(pending)} already finished in {store.root})")
+    costs = [estimate(s) for s in todo.values()]
+    for s, (text, _, _) in zip(todo.values(), costs):
+        print(f"  {s.cfg.name:44s} {s.label:28s} {text}")
+    if costs:
+        minutes = [m for _, _, m in costs if m is not None]
+        print(f"total: {sum(p for _, p, _ in costs):,} view pairs"
+              + (f", ~{sum(minutes):.0f} min of training on the 2-core dev CPU" if len(minutes) == len(costs) else ""))
+        print(hours_line([(s.cfg, train_images(s.cfg)) for s in todo.values()], resolve_device(args.device),
+                         args.profile))
+    return 0
+
+
+def _clear_forced(forced: dict[str, RunSpec], store: RunStore) -> Optional[str]:
+    """Delete the folders of the runs to retrain from scratch; an error message if one is in use."""
+    for s in forced.values():
+        d = store.path(s.cfg)
+        if d.exists():
+            if is_locked(d):
+                return f"--force: {d} is being trained by another process"
+            shutil.rmtree(d)
+    return None
+
+
+def _train(args, pending: list[RunSpec], needed: dict[str, RunSpec], store: RunStore, data_dir, plan: Plan,
+           slurm) -> None:
+    """Train the pending runs (locally with the default worker layout, or as a Slurm array)."""
+    if not pending:
+        print(f"all {len(needed)} needed run(s) already trained in {store.root}", flush=True)
+        return
+    print(f"training {len(pending)} run(s) with the {args.launcher} launcher "
+          f"({len(needed) - len(pending)} reused from {store.root})", flush=True)
+    jobs = (default_layout(len(pending), os.cpu_count() or 1, str(resolve_device(args.device)))[0]
+            if args.jobs == "auto" else args.jobs)
+    results = execute([s.cfg for s in pending], store, args.launcher, jobs, data_dir,
+                      plan.download, args.device, slurm, progress=not args.no_progress)
+    for r in results:
+        if r.state != "done":
+            print(f"  run {r.name}: {r.state}: {r.reason}" + (f" (log: {r.log})" if r.log and Path(r.log).exists() else ""))
+
+
+def _build_all(artifacts: list[Artifact], planned: dict[str, Planned], store: RunStore, out: OutputDirs,
+               data_dir) -> list[str]:
+    """Build every artifact from its plan; returns the names of those that failed."""
+    failed = []
+    for a in artifacts:
+        res = build(planned[a.name], store, out, data_dir)
+        write_result(res, out.results)
+        if res.status == "failed":
+            failed.append(a.name)
+        print(f"  {a.name:24s} {res.status:8s} {res.seconds:6.1f} s"
+              + (f"  ERROR: {res.error.strip().splitlines()[-1]}" if res.error else ""), flush=True)
+    return failed
+
+
+def _write_report(args, whole_paper: bool, registry, needed: dict[str, RunSpec], store: RunStore, out: OutputDirs,
+                  timing: dict[str, float]) -> None:
+    """``results/_runs.json`` (for the whole paper: what its runs cost) and REPORT.md."""
+    if whole_paper:
+        done = [store.status(s.cfg) for s in needed.values()]
+        write_json(out.results / "_runs.json", {
+            "runs": len(done), "finished": sum(st.state == "done" for st in done),
+            "train_seconds_total": round(sum(st.train_seconds or 0.0 for st in done), 1),
+            "train_seconds_per_run": {s.cfg.name: store.status(s.cfg).train_seconds for s in needed.values()},
+            "last_call": {"total_s": round(timing["total"], 1), "training_s": round(timing["training"], 1),
+                          "building_s": round(timing["building"], 1)}})
+    render_report(load_results(out.results), args.profile, out.report, timing=timing, order=list(registry),
+                  runs_summary=_read_json(out.results / "_runs.json"))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 a run or artifact failed, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit status (0 ok, 1 a run or artifact failed, 2 bad input, 130 interrupted).
+
+    Phases: select and plan every artifact once (all validation before any compute), then
+    ``status`` / ``--dry-run`` stop; else train what is pending, build every artifact, write REPORT.md.
+    """
     args = build_parser().parse_args(argv)
     t_start = time.time()
     registry = load_artifacts()
@@ -298,26 +394,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    needed: dict[str, RunSpec] = {}
-    for a in artifacts:
-        for s in specs[a.name]:
-            if s.cfg is not None:
-                needed.setdefault(s.cfg.hash(), s)
-
+    needed = {s.cfg.hash(): s for a in artifacts for s in specs[a.name] if s.cfg is not None}
     if status_only:
-        print(f"profile {args.profile}; run store {store.root}")
-        for a in artifacts:
-            for s in specs[a.name]:
-                if s.cfg is None:
-                    print(f"  {a.name:24s} {s.label:28s} skipped   {s.skipped}")
-                    continue
-                st = store.status(s.cfg)
-                extra = f" (Slurm job {st.slurm_job_id})" if st.slurm_job_id else ""
-                extra += " (retried by the next call)" if st.state == "failed" else ""
-                extra += " (stale: trained by other training code)" if store.stale(s.cfg) else ""
-                extra += "".join(f" (damaged: {p})" for p in store.verify(s.cfg))
-                print(f"  {a.name:24s} {s.label:28s} {st.state:9s} {store.path(s.cfg)}{extra} {st.reason}")
-        return 0
+        return _print_status(args, artifacts, specs, store)
 
     _print_skipped(artifacts, specs)
     _print_standins(needed)
@@ -326,68 +405,26 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.retrain_stale:  # finished runs of other training code: retrained from scratch like --force
         forced.update({c.hash(): needed[c.hash()] for c in stale_runs([s.cfg for s in needed.values()], store)})
     if args.dry_run:
-        todo = {s.cfg.hash(): s for s in pending} | forced
-        print(f"profile {args.profile}: {len(needed)} distinct runs needed by {len(artifacts)} artifacts; "
-              f"{len(todo)} to train ({len(needed) - len(pending)} already finished in {store.root})")
-        costs = [estimate(s) for s in todo.values()]
-        for s, (text, _, _) in zip(todo.values(), costs):
-            print(f"  {s.cfg.name:44s} {s.label:28s} {text}")
-        if costs:
-            minutes = [m for _, _, m in costs if m is not None]
-            print(f"total: {sum(p for _, p, _ in costs):,} view pairs"
-                  + (f", ~{sum(minutes):.0f} min of training on the 2-core dev CPU" if len(minutes) == len(costs) else ""))
-            print(hours_line([(s.cfg, train_images(s.cfg)) for s in todo.values()], resolve_device(args.device),
-                             args.profile))
-        return 0
-
-    blocked = unwritable_outputs(out, store if (pending or forced) else None,
-                                 slurm.folder if slurm and (pending or forced) else None)
+        return _print_dry_run(args, artifacts, needed, pending, forced, store)
+    blocked = (unwritable_outputs(out, store if (pending or forced) else None,
+                                  slurm.folder if slurm and (pending or forced) else None)
+               or _clear_forced(forced, store))
     if blocked:
         print(f"error: {blocked}", file=sys.stderr)
         return 2
-    for h, s in forced.items():
-        d = store.path(s.cfg)
-        if d.exists():
-            if is_locked(d):
-                print(f"error: --force: {d} is being trained by another process", file=sys.stderr)
-                return 2
-            shutil.rmtree(d)
     pending = [s for s in needed.values() if not store.status(s.cfg).finished]
     retried = [s for s in pending if store.status(s.cfg).state == "failed"]
     if retried:
         print(f"retrying {len(retried)} run(s) that failed before, e.g. {retried[0].cfg.name}: "
               f"{store.status(retried[0].cfg).reason}", flush=True)
 
-    # ---- 2. train
+    # ---- 2. train, 3. build
     old = signal.signal(signal.SIGTERM, _on_sigterm)
     t_train = time.time()
     try:
-        if pending:
-            print(f"training {len(pending)} run(s) with the {args.launcher} launcher "
-                  f"({len(needed) - len(pending)} reused from {store.root})", flush=True)
-            jobs = (default_layout(len(pending), os.cpu_count() or 1, str(resolve_device(args.device)))[0]
-                    if args.jobs == "auto" else args.jobs)
-            results = execute([s.cfg for s in pending], store, args.launcher, jobs, data_dir,
-                              plan.download, args.device, slurm, progress=not args.no_progress)
-            for r in results:
-                if r.state != "done":
-                    print(f"  run {r.name}: {r.state}: {r.reason}"
-                          + (f" (log: {r.log})" if r.log and Path(r.log).exists() else ""))
-        else:
-            print(f"all {len(needed)} needed run(s) already trained in {store.root}", flush=True)
-        training_s = time.time() - t_train
-
-        # ---- 3. build
+        _train(args, pending, needed, store, data_dir, plan, slurm)
         t_build = time.time()
-        failed_artifacts = []
-        for a in artifacts:
-            res = build(planned[a.name], store, out, data_dir)
-            write_result(res, out.results)
-            if res.status == "failed":
-                failed_artifacts.append(a.name)
-            print(f"  {a.name:24s} {res.status:8s} {res.seconds:6.1f} s"
-                  + (f"  ERROR: {res.error.strip().splitlines()[-1]}" if res.error else ""), flush=True)
-        building_s = time.time() - t_build
+        failed_artifacts = _build_all(artifacts, planned, store, out, data_dir)
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs and outputs are kept; the next call continues where this one stopped",
               file=sys.stderr)
@@ -399,17 +436,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         signal.signal(signal.SIGTERM, old)
 
     # ---- 4. report
-    if len(artifacts) == len(registry):  # the whole paper: record what its runs cost (kept across rebuilds)
-        done = [store.status(s.cfg) for s in needed.values()]
-        write_json(out.results / "_runs.json", {
-            "runs": len(done), "finished": sum(st.state == "done" for st in done),
-            "train_seconds_total": round(sum(st.train_seconds or 0.0 for st in done), 1),
-            "train_seconds_per_run": {s.cfg.name: store.status(s.cfg).train_seconds for s in needed.values()},
-            "last_call": {"total_s": round(time.time() - t_start, 1), "training_s": round(training_s, 1),
-                          "building_s": round(building_s, 1)}})
-    render_report(load_results(out.results), args.profile, out.report,
-                  timing={"total": time.time() - t_start, "training": training_s, "building": building_s},
-                  order=list(registry), runs_summary=_read_json(out.results / "_runs.json"))
+    timing = {"total": time.time() - t_start, "training": t_build - t_train, "building": time.time() - t_build}
+    _write_report(args, len(artifacts) == len(registry), registry, needed, store, out, timing)
     print(f"done in {time.time() - t_start:.0f} s: figures in {out.figures}, tables in {out.tables}, "
           f"results in {out.results}, report {out.report}")
     failed_runs = [s.cfg.name for s in needed.values() if not store.status(s.cfg).finished]
@@ -420,6 +448,4 @@ def main(argv: Optional[list[str]] = None) -> int:
     if failed_artifacts:
         print(f"error: {len(failed_artifacts)} artifact(s) failed to build: {', '.join(failed_artifacts)} "
               f"(traceback in {out.report})", file=sys.stderr)
-    if failed_runs or failed_artifacts:
-        return 1
-    return 0
+    return 1 if failed_runs or failed_artifacts else 0

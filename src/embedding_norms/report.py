@@ -49,6 +49,8 @@ class ClaimCheck:
         regime: the design / phase of training the check belongs to (e.g. "early phase").
         detail: extra numbers or context (e.g. the two arms' means).
         interval: how the interval was made.
+        descriptive: shown with its interval but not counted in the claim's verdict (e.g. a
+            comparison that changes more than one thing, kept because the paper makes it).
     """
 
     claim: str
@@ -64,6 +66,7 @@ class ClaimCheck:
     regime: str = ""
     detail: str = ""
     interval: str = ""
+    descriptive: bool = False
 
     def __post_init__(self) -> None:
         if self.claim not in CLAIMS:
@@ -78,13 +81,14 @@ class ClaimCheck:
 
     @classmethod
     def from_effects(cls, claim: str, test: str, statistic: str, per_seed, direction: str = "> 0",
-                     regime: str = "", detail: str = "", interval: Optional[Interval] = None) -> "ClaimCheck":
+                     regime: str = "", detail: str = "", interval: Optional[Interval] = None,
+                     descriptive: bool = False) -> "ClaimCheck":
         """A seeded check from per-seed effects (t-interval over seeds, or ``interval`` when given,
         e.g. :func:`embedding_norms.stats.combined_interval` for per-image statistics)."""
         values = [None if v is None else float(v) for v in per_seed]
         iv = interval if interval is not None else seed_interval([v for v in values if v is not None])
         return cls(claim, test, statistic, iv.mean, direction, stat_verdict(iv, direction),
-                   iv.low, iv.high, iv.n, values, regime, detail, iv.method)
+                   iv.low, iv.high, iv.n, values, regime, detail, iv.method, descriptive)
 
     @classmethod
     def exact(cls, claim: str, test: str, statistic: str, value: Optional[float], threshold: str, ok: Optional[bool],
@@ -144,14 +148,29 @@ def write_result(result: ArtifactResult, results_dir: str | os.PathLike) -> Path
 
 
 def load_results(results_dir: str | os.PathLike) -> list[ArtifactResult]:
-    """All result files of a folder, sorted by name."""
+    """All result files of a folder, sorted by name. A file that cannot be read (damaged, or
+    written by an older version) becomes a ``failed`` placeholder naming the file and the fix,
+    so that REPORT.md never drops an artifact silently."""
     out = []
     for f in sorted(Path(results_dir).glob("[!_]*.json")):
         try:
             out.append(ArtifactResult.from_dict(json.loads(f.read_text())))
-        except (json.JSONDecodeError, TypeError, ValueError):
-            continue
+        except (json.JSONDecodeError, TypeError, ValueError, KeyError, OSError) as exc:
+            out.append(ArtifactResult(f.stem, "?", f"unreadable result file {f.name}", _profile_of(f), status="failed",
+                                      error=f"{f}: {type(exc).__name__}: {exc}. Rebuild it: "
+                                            f"python -m reproduce {f.stem} --profile {_profile_of(f) or '<profile>'}"))
     return out
+
+
+def _profile_of(path: Path) -> str:
+    """The profile named in a (possibly damaged) result file, or ''."""
+    import re
+
+    try:
+        m = re.search(r'"profile":\s*"(\w+)"', path.read_text(errors="replace"))
+    except OSError:
+        return ""
+    return m.group(1) if m else ""
 
 
 #: Tables longer than this are linked from REPORT.md instead of inlined.
@@ -161,8 +180,8 @@ MAX_TABLE_ROWS = 40
 def claim_verdict(checks: list[ClaimCheck]) -> str:
     """Verdict of one claim from its checks: the common verdict when every evaluated check agrees
     (holds / contradicted / inconclusive), else the counts (e.g. "2 holds, 1 inconclusive");
-    ``not run`` when no check could be evaluated."""
-    evaluated = [c.verdict for c in checks if c.verdict != "not run"]
+    ``not run`` when no check could be evaluated. Descriptive checks do not count."""
+    evaluated = [c.verdict for c in checks if c.verdict != "not run" and not c.descriptive]
     if not evaluated:
         return "not run"
     kinds = sorted(set(evaluated), key=VERDICTS.index)
@@ -299,15 +318,16 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
     lines += ["", "## Summary: every claim of the paper", "",
               "One row per claim (its verdict over all its checks), then one row per check: verdict, mean effect "
               "over seeds with its 95 % interval, seeds, and the regime (design / phase of training) it tests.", "",
-              "| claim / check | verdict | effect [95 % interval] | seeds | regime |", "|---|---|---|---|---|"]
+              "| claim / check | verdict | effect [95 % interval] | claimed side | seeds | regime |", "|---|---|---|---|---|---|"]
     for cid, text in CLAIMS.items():
         checks = [(r.name, c) for r in results for c in r.checks if c.claim == cid]
         arts = sorted({name for name, _ in checks})
         lines.append(f"| **{cid}**: {_cell(text)} ({', '.join(f'[{a}](#{a})' for a in arts) or 'no artifact built'}) | "
-                     f"**{claim_verdict([c for _, c in checks])}** | | | |")
+                     f"**{claim_verdict([c for _, c in checks])}** | | | | |")
         for _, c in checks:
-            lines.append(f"| &nbsp;&nbsp;{_cell(c.test)} | {c.verdict} | {_cell(effect_text(c))} | "
-                         f"{c.n_seeds if c.n_seeds is not None else 'exact'} | {_cell(c.regime)} |")
+            lines.append(f"| &nbsp;&nbsp;{_cell(c.test)} ({_cell(c.statistic)}) | {c.verdict}"
+                         f"{' (descriptive, not counted)' if c.descriptive else ''} | {_cell(effect_text(c))} | "
+                         f"{_cell(c.direction)} | {c.n_seeds if c.n_seeds is not None else 'exact'} | {_cell(c.regime)} |")
     lines += ["", "Each check is decided by an interval, never by the sign of one difference: the effect is computed "
               "per seed, and the check *holds* when its whole 95 % interval (Student-t over seeds; for per-image "
               "statistics the seed spread plus the bootstrap variance) lies on the side of 0 that the claim predicts, "
