@@ -26,8 +26,9 @@ from reproduce.experiments import base_run, effect_table, norm_column, vectors_o
 PAPER_REF = "Section 4 (norm growth during training), cf. the weight-decay ablation"
 TITLE = "Embedding norms grow during training (z and p, over seeds)"
 CLAIMS = ("norm-growth",)
-VECTOR = ("projector output z (default, as the released ablation notebook) and predictor output p "
-          "(SimSiam, BYOL) beside it; un-augmented probe images after every epoch")
+VECTOR = ("projector output z (default; the released ablation notebook's `embedding_layer = 'projector'`) and "
+          "predictor output p (SimSiam, BYOL) beside it; mean norm over the run's fixed probe set of un-augmented "
+          "training images after every epoch (the notebook reads saved augmented train embeddings at saved epochs)")
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
     ``growth``: log(norm(epoch) / norm(0)) per method, vector and epoch with its interval."""
     rows = []
     for key, run in runs.items():
-        if not run.usable:
+        if not run.measured:  # done or collapsed: the metrics are complete (a collapse is an outcome)
             continue
         m = run.metrics()
         for v in vectors_of(key.method):

@@ -17,8 +17,9 @@ Design (``design`` parameter):
 
 Effects per seed (score = -norm, "small norm => unseen", positive class = the unseen set):
 ``AUROC(test vs train) - 0.5`` and ``AUROC(novel vs test) - 0.5``, each with its bootstrap
-standard error over images; combined over seeds with
-:func:`embedding_norms.stats.combined_interval`. Checks at the last saved epoch; the effect at
+standard error over images. Interval over seeds: Student-t for ``holdout`` (the images rotate with
+the seed, so image noise is inside the seed spread), :func:`embedding_norms.stats.combined_interval`
+for ``cifar100`` (the same images in every seed). Checks at the last saved epoch; the effect at
 every saved epoch is a table and a figure panel.
 """
 
@@ -37,7 +38,7 @@ from embedding_norms.config import METHODS
 from embedding_norms.plotting import METHOD_LABELS, plot_effect_by_epoch
 from embedding_norms.report import ClaimCheck
 from embedding_norms.runs import VECTORS, embedding_of
-from embedding_norms.stats import combined_interval
+from embedding_norms.stats import combined_interval, seed_interval
 from reproduce.artifact import Plan, RunSpec
 from reproduce.experiments import base_run
 
@@ -170,13 +171,23 @@ def frames(runs: dict[Key, Any], p: Params) -> dict[str, pd.DataFrame]:
     if len(per_seed):
         for (m, comp, epoch), g in per_seed.groupby(["method", "comparison", "epoch"], sort=True):
             g = g.sort_values("seed")
-            iv = combined_interval(g["effect"], g["se"])
+            iv = _interval(g, p)
             rows.append({"method": m, "comparison": comp, "epoch": int(epoch), "effect": iv.mean, "ci_low": iv.low,
                          "ci_high": iv.high, "seeds": iv.n, "per_seed": [round(float(v), 4) for v in g["effect"]],
                          "per_seed_se": [round(float(v), 4) for v in g["se"]]})
     return {"": pd.DataFrame(rows), "auroc": per_seed, "norms": pd.DataFrame(norm_rows),
             "_images": pd.concat(images, ignore_index=True) if images else pd.DataFrame(columns=["method", "seed", "set", "norm"]),
             "_skipped": pd.DataFrame(skipped)}
+
+
+def _interval(g: pd.DataFrame, p: Params):
+    """Interval of the mean AUROC effect over seeds. ``holdout`` rotates the held-out classes with
+    the seed, so every seed scores other images: the image-sampling noise is already inside the
+    seed spread (Student-t over seeds). ``cifar100``: every seed scores the same images, so the
+    per-seed bootstrap variance is added to the seed spread (:func:`combined_interval`)."""
+    if p.design == "holdout":
+        return seed_interval(g["effect"].tolist())
+    return combined_interval(g["effect"], g["se"])
 
 
 def _regime(p: Params) -> str:
@@ -186,22 +197,21 @@ def _regime(p: Params) -> str:
 
 
 def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
-    """Per method and comparison at the last saved epoch: ``AUROC - 0.5`` per seed (claim: > 0),
-    interval = seed spread + per-seed bootstrap variance."""
+    """Per method and comparison at the design's last saved epoch: ``AUROC - 0.5`` per seed
+    (claim: > 0); interval: :func:`_interval`."""
     a = frames["auroc"]
     out = []
     for m in p.methods:
         for comp in COMPARISONS:
             test = f"{METHOD_LABELS[m]}: small norm => unseen, {comp}"
             sub = a[(a.method == m) & (a.comparison == comp)] if len(a) else a
-            if len(sub):
-                last = sub.groupby("seed").epoch.transform("max")
-                sub = sub[sub.epoch == last].sort_values("seed")
+            if len(sub):  # the design's last epoch for every seed (never another epoch for a seed that lacks it)
+                sub = sub[sub.epoch == max(p.saved_epochs if p.design == "holdout" else sub.epoch)].sort_values("seed")
             if not len(sub):
                 out.append(ClaimCheck.from_effects("seen-unseen", test, "AUROC - 0.5", [], regime=_regime(p),
                                                    detail="runs missing or not finished"))
                 continue
-            iv = combined_interval(sub["effect"], sub["se"])
+            iv = _interval(sub, p)
             detail = (f"epoch {sorted(set(sub.epoch.astype(int)))}, AUROC per seed {[round(v, 3) for v in sub.auroc]}, "
                       f"bootstrap SE {[round(v, 3) for v in sub.se]}, held out {sub.held_out.tolist()}, "
                       f"{int(sub.n_unseen.iloc[0])} unseen vs {int(sub.n_seen.iloc[0])} seen images")
@@ -247,8 +257,10 @@ def notes(frames: dict[str, pd.DataFrame], p: Params) -> list[str]:
         out = ["Design `cifar100` (the paper's): each method's CIFAR-10 base run; novel = CIFAR-100 test images."]
     out.append(f"Norms of {'the projector output z' if p.vector == 'z' else 'the predictor output p'} on un-augmented "
                "images. AUROC: score = -norm, positive class = the unseen set (0.5 = chance); effect = AUROC - 0.5 per "
-               f"seed with its bootstrap standard error ({p.n_boot} resamples of each set); interval over seeds = "
-               "seed spread + mean per-seed bootstrap variance (stats.combined_interval). Checks at the last epoch.")
+               f"seed with its bootstrap standard error ({p.n_boot} resamples of each set); interval over seeds: "
+               + ("Student-t over seeds (each seed scores other images)" if p.design == "holdout" else
+                  "seed spread + mean per-seed bootstrap variance (stats.combined_interval; the same images in every seed)")
+               + ". Checks at the last epoch.")
     sk = frames["_skipped"]
     for reason, g in (sk.groupby("reason") if len(sk) else []):
         out.append(f"Not used ({', '.join(sorted({f'{r.method}/seed={r.seed}/epoch={r.epoch}' for r in g.itertuples()}))}): "

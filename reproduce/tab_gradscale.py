@@ -9,9 +9,10 @@ changes two things. Three arms isolate them:
 - ``p=0 matched``: no GradScale, the *same* lr and warm-up (the control the verdict on p uses);
 - ``base``: the method's released defaults (p = 0), i.e. the comparison the released example makes.
 
-Imbalanced data: the released exponential class counts of the full training set (14 717 images),
-colour-jitter strength 1 (as released for the ``*_unbalanced`` datasets), and as many optimizer
-steps as a balanced base run (``experiments.imbalanced_overrides``).
+Imbalanced data: the released exponential class profile (class i keeps n * 1.5**-i images of a
+balanced pool; ``paper``: the full training set, 14 717 images; ``quick``: a 30 000-image pool,
+8 841 images), colour-jitter strength 1 (as released for the ``*_unbalanced`` datasets), and in
+reduced profiles as many optimizer steps as a balanced base run (``experiments.imbalanced_overrides``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import pandas as pd
 from embedding_norms.plotting import METHOD_LABELS, plot_effect_by_epoch
 from embedding_norms.report import ClaimCheck
 from reproduce.artifact import Plan, RunSpec
-from reproduce.experiments import (base_run, effect_table, imbalanced_overrides, imbalanced_run, knn_curve, merge,
-                                   paired_effects, state_of)
+from reproduce.experiments import (base_run, effect_table, imbalanced_overrides, imbalanced_run, knn_or_chance, merge,
+                                   missing_seeds, paired_effects, state_of)
 
 PAPER_REF = "Section 4.2 (GradScale), table of kNN accuracy on balanced / imbalanced data"
 TITLE = "GradScale: kNN accuracy, p > 0 vs a matched p = 0 control and the base run, over seeds"
@@ -105,25 +106,13 @@ def runs(plan: Plan, p: Params) -> dict[Key, RunSpec]:
             if k.data == "balanced" or k.method in imb}
 
 
-def _knn_or_chance(run) -> pd.Series:
-    """kNN curve of a finished run; for a run that diverged or collapsed, chance accuracy at its
-    evaluation epochs (it did not converge); empty for runs that did not finish otherwise."""
-    if run.usable:
-        return knn_curve(run)
-    if run.status.state in ("diverged", "collapsed"):
-        from embedding_norms.data import SPECS
-
-        chance = 100.0 / SPECS[run.cfg.data.dataset].num_classes
-        return pd.Series(chance, index=list(run.cfg.train.eval_epochs))
-    return pd.Series(dtype=float)
-
-
 def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
     """``""``: kNN per run and epoch (state noted); ``effect``: per comparison and epoch the effect
     of each GradScale arm against the matched control and against the base run, over seeds."""
     rows = []
     for key, run in runs.items():
-        for epoch, acc in _knn_or_chance(run).items():
+        # a GradScale run that diverged did not converge (chance); a control that diverged gives no pair
+        for epoch, acc in knn_or_chance(run, failure_at_chance=key.arm.startswith("p=") and key.arm != "p=0 matched").items():
             rows.append({**key._asdict(), "epoch": int(epoch), "knn_acc": float(acc), "state": state_of(run)})
     long = pd.DataFrame(rows)
     if not len(long):
@@ -136,7 +125,9 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
             e = paired_effects(long, "arm", arm, ref, "knn_acc", by)
             effs.append(e.assign(comparison=f"{arm} - {ref}"))
     eff = pd.concat(effs, ignore_index=True)
-    return {"": long, "effect": effect_table(eff, by[:-1] + ("comparison", "epoch")), "_effects": eff}
+    states = pd.DataFrame([{**k._asdict(), "state": r.status.state} for k, r in runs.items()])
+    return {"": long, "effect": effect_table(eff, by[:-1] + ("comparison", "epoch")), "_effects": eff,
+            "_states": states}
 
 
 def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
@@ -159,21 +150,32 @@ def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]
 def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
     """At the last epoch, per seed: GradScale minus the matched control (the verdict on p) and minus
     the base run; SimCLR: claim ``gradscale`` (> 0); SimSiam/BYOL: claim ``gradscale-limit``
-    (p = 1 fails: < 0, a diverged or collapsed run counted at chance); SimCLR also: the gain on
+    (p = 1 fails: < 0; a diverged GradScale run counts at chance, a collapsed one with its measured
+    accuracy, and the check says in how many seeds it happened); the base comparison changes the
+    learning rate and warm-up too, so it is *descriptive* (shown, not counted). SimCLR also: the gain on
     imbalanced minus the gain on balanced data (> 0, "most of all on imbalanced data")."""
     eff, out = frames["_effects"], []
     if not len(eff):
         return [ClaimCheck.from_effects("gradscale", "GradScale runs", "kNN(p) - kNN(p=0 matched) [points]", [])]
     last = eff[eff.epoch == eff.groupby(["dataset", "method", "data"]).epoch.transform("max")]
+    st = frames["_states"]
     for (d, m, dt, comp), g in last.groupby(["dataset", "method", "data", "comparison"], sort=False):
         claim = "gradscale" if m == "simclr" else "gradscale-limit"
         direction = "> 0" if claim == "gradscale" else "< 0"
         g = g.sort_values("seed")
-        regime = ("matched control (same lr and warm-up)" if "matched" in comp
-                  else "released example vs base run (lr and warm-up differ too)")
+        matched = "matched" in comp
+        arm = comp.split(" - ")[0]
+        arm_states = st[(st.dataset == d) & (st.method == m) & (st.data == dt) & (st.arm == arm)].state
+        failed = int(arm_states.isin(["diverged", "collapsed"]).sum())
+        regime = ("matched control (same lr and warm-up)" if matched
+                  else "released example vs base run (lr and warm-up differ too): descriptive")
+        declared = st[(st.dataset == d) & (st.method == m) & (st.data == dt)].seed.unique()
         out.append(ClaimCheck.from_effects(
             claim, f"{METHOD_LABELS[m]} {d} {dt}: {comp} at epoch {int(g.epoch.max())}", "kNN difference [points]",
-            g.effect.tolist(), direction, regime, f"means {g.treat.mean():.1f} % vs {g.control.mean():.1f} %"))
+            g.effect.tolist(), direction, regime,
+            f"means {g.treat.mean():.1f} % vs {g.control.mean():.1f} %; {arm} diverged or collapsed in {failed} of "
+            f"{len(arm_states)} seeds (counted at chance if diverged)" + missing_seeds(declared, g.seed),
+            descriptive=not matched))
     matched = last[last.comparison.str.endswith("p=0 matched") & (last.method == "simclr")]
     for (d, comp), g in matched.groupby(["dataset", "comparison"]):
         w = g.pivot_table(index="seed", columns="data", values="effect")
@@ -191,7 +193,7 @@ def notes(frames: dict[str, pd.DataFrame], p: Params) -> list[str]:
     return [f"Arms: `base` = released defaults (p = 0); `p=0 matched` = p = 0 with lr {p.lr:g} and warm-up "
             f"{p.warmup_fraction:.3g} of the cosine horizon (the released GradScale example's settings); `p=...` = "
             "GradScale with those settings. The verdict on p rests on the matched control; the base comparison is the "
-            "one the released example makes. A GradScale run that diverged or collapsed counts at chance accuracy."]
+            "one the released example makes. A GradScale run that diverged counts at chance accuracy (a collapsed one with its measured accuracy); the checks say in how many seeds either happened. The base comparisons are descriptive: shown, not counted in the verdict."]
 
 
 if __name__ == "__main__":

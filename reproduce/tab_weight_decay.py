@@ -25,8 +25,10 @@ from reproduce.experiments import DEFAULT_WD, effect_table, norm_column, spearma
 PAPER_REF = "weight-decay ablation (released weight_decay_ablation.ipynb)"
 TITLE = "Weight decay: mean embedding norm (z, p) and kNN accuracy per evaluation epoch, over seeds"
 CLAIMS = ("weight-decay",)
-VECTOR = ("projector output z (default, as the released notebook) and SimSiam's predictor output p beside it; "
-          "un-augmented probe images")
+VECTOR = ("projector output z (default; the released notebook's `embedding_layer = 'projector'`) and SimSiam's "
+          "predictor output p beside it; mean norm over the run's fixed probe set of un-augmented training images "
+          "after every epoch (the released notebook reads the saved train-set embeddings, one augmented view each, "
+          "at the saved epochs: a deviation in the images, not in the vector)")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
     vector and epoch, ``log(norm(largest wd) / norm(smallest wd))`` with its interval over seeds."""
     rows = []
     for key, run in runs.items():
-        if not run.usable:
+        if not run.measured:  # done or collapsed: the metrics are complete (a collapse is an outcome)
             continue
         m = run.metrics().dropna(subset=["knn_acc"])
         for v in vectors_of(key.method):

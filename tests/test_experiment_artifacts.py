@@ -148,25 +148,30 @@ def test_gradscale_verdict_uses_the_matched_control(plan, tmp_path):
 
 
 @pytest.mark.parametrize("sign", [1, -1])
-def test_imbalance_norms_rank_correlation(plan, tmp_path, sign):
+def test_imbalance_norms_rank_correlation_and_class_identity(plan, tmp_path, sign):
+    """Class norms in the imbalanced run = the class's own level (from the balanced run) times
+    size**(0.1 sign). The class levels are made to fall with class size (size**(-sign)), so the raw
+    correlation shows -sign while the one relative to the balanced run shows the size effect, sign."""
     store = RunStore(tmp_path / "runs")
-    rng = np.random.default_rng(0)
-    sizes = [50, 33, 22, 14, 9, 6, 4, 3, 2, 1]
+    sizes = np.array([50, 33, 22, 14, 9, 6, 4, 3, 2, 1], float)
+    level = sizes ** (-sign)                 # class identity: a confounder opposite to the size effect
     planned = plan_artifact(Artifact.from_module(fig_imbalance_norms), plan)
     for key, spec in planned.specs.items():
         fabricate(store, spec.cfg, [0, 1], [1, 2], predictor=key.method != "simclr")
-        labels = np.repeat(np.arange(10), sizes)
-        # class mean norm = 5 + sign * log(size): ranks follow class size exactly
-        norms = (5 + sign * np.log(np.array(sizes, float)))[labels] + rng.normal(0, 1e-3, len(labels))
-        arrays = {"train/z_norm": norms.astype(np.float32), "train/labels": labels,
-                  "train/indices": np.arange(len(labels))}
+        counts = sizes.astype(int) if key.data == "imbalanced" else np.full(10, 20)
+        labels = np.repeat(np.arange(10), counts)
+        norms = (level * (sizes ** (0.1 * sign) if key.data == "imbalanced" else 1.0))[labels]
+        arrays = {"train/z_norm": norms.astype(np.float32), "train/labels": labels, "train/indices": np.arange(len(labels))}
         if key.method != "simclr":
             arrays["train/p_norm"] = (2 * norms).astype(np.float32)
         path = store.path(spec.cfg) / "embeddings"
         path.mkdir(exist_ok=True)
         np.savez(path / "epoch_0001.npz", **arrays)
     _, res = run_build(fig_imbalance_norms, plan, store, tmp_path)
-    rho = checks(res, "imbalance-norms")
-    assert len(rho) == 3  # SimCLR z, SimSiam z and p
-    assert all(c.per_seed == pytest.approx([float(sign)] * 3) for c in rho)
-    assert all(c.verdict == ("holds" if sign > 0 else "contradicted") for c in rho)
+    raw = [c for c in checks(res, "imbalance-norms") if "relative" not in c.test]
+    rel = [c for c in checks(res, "imbalance-norms") if "relative" in c.test]
+    assert len(raw) == len(rel) == 3  # SimCLR z, SimSiam z and p
+    # raw means = size**(-0.9 sign): rank correlation -sign in every seed
+    assert all(c.per_seed == pytest.approx([-float(sign)] * 3) for c in raw)
+    assert all(c.per_seed == pytest.approx([float(sign)] * 3) for c in rel)
+    assert all(c.verdict == ("holds" if sign > 0 else "contradicted") for c in rel)
