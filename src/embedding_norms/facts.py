@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: The SSL methods of the paper.
-METHODS = ("simclr", "simsiam", "byol")
-
 
 @dataclass(frozen=True)
 class DatasetSpec:

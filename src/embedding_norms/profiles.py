@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .facts import METHODS
 from .typed_yaml import ConfigError, _build, _read_yaml
 
+#: The SSL methods of the paper.
+METHODS = ("simclr", "simsiam", "byol")
 PROFILES = ("paper", "quick", "smoke")
 
 
