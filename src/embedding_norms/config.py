@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
 from .facts import DATASETS, NUM_CLASSES, per_class  # noqa: F401 (DATASETS, NUM_CLASSES re-exported)
-from .profiles import METHODS, CONFIG_DIR, PROFILE_DIR, PROFILES, PROJECT_ROOT, artifact_params, load_profile  # noqa: F401  # noqa: F401 (re-exported)
+from .profiles import METHODS, CONFIG_DIR, PROFILE_DIR, PROFILES, PROJECT_ROOT, artifact_params, load_profile  # noqa: F401 (re-exported)
 from .typed_yaml import (ConfigError, _build, _check_keys, _deep_merge, _nest, _plain, _read_yaml,  # noqa: F401
                          parse_dotted)
 
