@@ -18,10 +18,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, legend_or_note
+from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, legend_or_note, plot_effect_by_epoch
 from embedding_norms.report import ClaimCheck
 from reproduce.artifact import Plan, RunSpec
-from reproduce.experiments import base_run, imbalanced_run, spearman, vectors_of
+from reproduce.experiments import base_run, effect_table, imbalanced_run, spearman, vectors_of
 
 PAPER_REF = "Section 3.3 / 4.2 (class imbalance and norms), real-data counterpart of the simulation"
 TITLE = "Imbalanced CIFAR-10: class mean embedding norm vs class size, over seeds"
@@ -57,7 +57,7 @@ def runs(plan: Plan, p: Params) -> dict[Key, RunSpec]:
 def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
     """``""``: per method, seed, vector and class: training images and mean norm (also relative to
     the mean over classes); ``rho``: Spearman rho(class size, class mean norm) per run and vector."""
-    rows, rhos = [], []
+    rows, rhos, by_epoch = [], [], []
     balanced = {}
     for key, run in runs.items():
         if key.data == "balanced" and run.usable:
@@ -84,7 +84,17 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
             rhos.append({"method": key.method, "seed": key.seed, "vector": v, "rho": spearman(sizes[classes], means),
                          "rho_vs_balanced": spearman(sizes[classes], rel) if rel is not None else float("nan"),
                          "images": int(sizes.sum()), "optimizer_steps": steps})
-    return {"": pd.DataFrame(rows), "rho": pd.DataFrame(rhos)}
+            # the same correlation at every epoch, from the per-class norms of the run's probe images
+            cn = run.class_norms()
+            col = f"{v}_norm_mean"
+            if len(cn) and col in cn:
+                for epoch, g in cn.groupby("epoch"):
+                    g = g.set_index("class").reindex(classes)
+                    by_epoch.append({"method": key.method, "seed": key.seed, "vector": v, "epoch": int(epoch),
+                                     "effect": spearman(sizes[classes], g[col].to_numpy())})
+    eff = pd.DataFrame(by_epoch)
+    table = effect_table(eff.dropna(subset=["effect"]), ("method", "vector", "epoch")) if len(eff) else eff
+    return {"": pd.DataFrame(rows), "rho": pd.DataFrame(rhos), "rho_by_epoch": table}
 
 
 def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
@@ -101,7 +111,17 @@ def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]
     ax.set_title("Imbalanced CIFAR-10 (one line per seed)", fontsize="small")
     legend_or_note(ax, fontsize="x-small")
     fig.tight_layout()
-    return {"": fig}
+    out = {"": fig}
+    e = frames.get("rho_by_epoch", pd.DataFrame())
+    if len(e):
+        fig2, ax2 = plt.subplots(figsize=(5.4, 3.6))
+        plot_effect_by_epoch(ax2, e.assign(comparison=e.method.map(METHOD_LABELS) + " " + e.vector), "comparison",
+                             unit="Spearman rho(class size, class mean norm)")
+        ax2.set_title("Class-size effect on the norm during training (probe images)", fontsize="small")
+        ax2.legend(fontsize="x-small")
+        fig2.tight_layout()
+        out["effect"] = fig2
+    return out
 
 
 def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
