@@ -125,29 +125,32 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
 
 
 def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
-    """Top: kNN curves (mean over seeds, one line per c); bottom: effect of c vs c = 1 with its interval."""
+    """One column per method; per regime (and dataset) two rows: kNN curves (mean over seeds, band =
+    seed range, one line per c) and the effect of c against c = 1 with its interval over seeds."""
     long, table = frames[""].dropna(subset=["knn_acc"]), frames["effect"]
-    panels = [(r, d, m) for r in p.regimes for d in p.datasets for m in p.methods
-              if len(long[(long.regime == r) & (long.dataset == d) & (long.method == m)])]
-    if not panels:
+    blocks = [(r, d) for r in p.regimes for d in p.datasets if len(long[(long.regime == r) & (long.dataset == d)])]
+    if not blocks:
         return {}
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.3 * len(panels), 6), squeeze=False, sharex="col")
-    for j, (r, d, m) in enumerate(panels):
-        sub = long[(long.regime == r) & (long.dataset == d) & (long.method == m)]
-        for c, style in zip(p.constants, ("-", "--", ":", "-.")):
-            g = sub[sub.c == c].groupby("epoch").knn_acc
-            if len(g.mean()):
-                axes[0, j].plot(g.mean().index, g.mean().values, style, marker="o", ms=3, color=METHOD_COLORS[m],
-                                label=f"c={c:g}")
-                axes[0, j].fill_between(g.min().index, g.min().values, g.max().values, color=METHOD_COLORS[m], alpha=0.1)
-        axes[0, j].set_title(f"{METHOD_LABELS[m]}, {d}, {r}", fontsize="small")
-        axes[0, j].set_ylabel("kNN accuracy (%) (mean; band: seed range)")
-        legend_or_note(axes[0, j], fontsize="x-small")
-        t = table[(table.regime == r) & (table.dataset == d) & (table.method == m)] if len(table) else table
-        if len(t):
-            plot_effect_by_epoch(axes[1, j], t.assign(comparison=t.c.map(lambda c: f"c={c:g} - c=1")), "comparison")
-            axes[1, j].legend(fontsize="x-small")
-    fig.suptitle("Cut-initialization: kNN accuracy and the effect of c over seeds")
+    fig, axes = plt.subplots(2 * len(blocks), len(p.methods), figsize=(3.6 * len(p.methods), 2.7 * 2 * len(blocks)),
+                             squeeze=False)
+    for i, (r, d) in enumerate(blocks):
+        for j, m in enumerate(p.methods):
+            ax, ax_e = axes[2 * i, j], axes[2 * i + 1, j]
+            sub = long[(long.regime == r) & (long.dataset == d) & (long.method == m)]
+            for c, style in zip(p.constants, ("-", "--", ":", "-.")):
+                g = sub[sub.c == c].groupby("epoch").knn_acc
+                if len(g.mean()):
+                    ax.plot(g.mean().index, g.mean().values, style, marker="o", ms=3, color=METHOD_COLORS[m], label=f"c={c:g}")
+                    ax.fill_between(g.min().index, g.min().values, g.max().values, color=METHOD_COLORS[m], alpha=0.1)
+            ax.set_title(f"{METHOD_LABELS[m]}, {d}, {r} regime", fontsize="small")
+            ax.set_ylabel("kNN acc. (%)")
+            legend_or_note(ax, fontsize="x-small")
+            t = table[(table.regime == r) & (table.dataset == d) & (table.method == m)] if len(table) else table
+            if len(t):
+                plot_effect_by_epoch(ax_e, t.assign(comparison=t.c.map(lambda c: f"c={c:g} - c=1")), "comparison")
+                ax_e.set_ylabel("kNN(c) - kNN(1)\n[points, 95 % CI]")
+                ax_e.legend(fontsize="x-small")
+    fig.suptitle("Cut-initialization: kNN accuracy (band: seed range) and the effect of c (band: 95 % CI over seeds)")
     fig.tight_layout()
     return {"": fig}
 
