@@ -76,18 +76,10 @@ def released_transform(size: int, s: float) -> T.Compose:
 def planned_runs(profile: str) -> list[tuple[RunConfig, int]]:
     """Every distinct run of ``python -m reproduce all --profile <profile>`` with its training-set
     size; datasets that are not available here count as present (generated stand-ins)."""
-    from reproduce.common import Plan
-    from reproduce.registry import load_artifacts
-    from reproduce.runner import _plan, train_images
+    from reproduce.runner import planned_configs, train_images
 
-    class StandinPlan(Plan):
-        @property
-        def missing_data(self) -> str:
-            return "standin"
-
-    specs = _plan(list(load_artifacts().values()), StandinPlan(profile, strict=False))
-    cfgs = {s.cfg.replace({"data": {"standin": False}}).hash(): s.cfg.replace({"data": {"standin": False}})
-            for runs in specs.values() for s in runs if s.cfg is not None}
+    cfgs = {c.replace({"data": {"standin": False, "source": None}}).hash(): c.replace({"data": {"standin": False, "source": None}})
+            for c in planned_configs(profile)}
     return [(c, train_images(c)) for c in cfgs.values()]
 
 

@@ -62,6 +62,9 @@ class Plan:
     strict: bool = True
     #: Number of training seeds; None = the profile's ``seeds`` (tests and one-off builds override it).
     n_seeds: Optional[int] = None
+    #: Plan datasets that are not available as generated stand-ins whatever the profile says (to
+    #: list or test every run of a profile on a machine without its data).
+    standins: bool = False
 
     def __post_init__(self) -> None:
         self._profile = load_profile(self.profile)
@@ -75,7 +78,7 @@ class Plan:
     @property
     def missing_data(self) -> str:
         """Profile policy for datasets that are not available: ``skip`` or ``standin``."""
-        return self._profile.get("missing_data", "skip")
+        return "standin" if self.standins else self._profile.get("missing_data", "skip")
 
     def params(self, artifact: str, cls: type) -> Any:
         """The artifact's validated parameters (``artifacts.<artifact>`` of the profile)."""

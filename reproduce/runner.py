@@ -258,6 +258,13 @@ def _on_sigterm(signum, frame):  # turn SIGTERM into a clean interruption (runs 
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def planned_configs(profile: str, data_dir: Optional[str] = None) -> list:
+    """Every distinct run config of ``python -m reproduce all --profile <profile>``, datasets that
+    are not available planned as generated stand-ins (for cost estimates and the paper-shape test)."""
+    planned = _plan(list(load_artifacts().values()), Plan(profile, data_dir, False, strict=False, standins=True))
+    return list({s.cfg.hash(): s.cfg for pl in planned.values() for s in pl.specs.values() if s.cfg is not None}.values())
+
+
 def _plan(artifacts: list[Artifact], plan: Plan) -> dict[str, Planned]:
     """Plan every artifact once: validated parameters and keyed runs (before any compute).
 

@@ -29,20 +29,11 @@ from embedding_norms.data.prepare import RunData
 from embedding_norms.models import SSLModel
 from embedding_norms.records import knn as _knn, norm_records as _norm_records, save_embeddings as _save_embeddings
 from embedding_norms.train import _optimizer, train_steps
-from reproduce.common import Plan
-from reproduce.registry import load_artifacts
-from reproduce.runner import _plan
+
+from reproduce.runner import planned_configs
 
 BATCH = 2
 EVAL_IMAGES = 4
-
-
-class StandinPlan(Plan):
-    """The paper profile's plan with every dataset replaced by a generated stand-in."""
-
-    @property
-    def missing_data(self) -> str:
-        return "standin"
 
 
 def _tiny(cfg: RunConfig) -> RunConfig:
@@ -56,9 +47,7 @@ def _tiny(cfg: RunConfig) -> RunConfig:
 def paper_runs() -> tuple[RunConfig, ...]:
     """Every distinct paper-profile run of every artifact, with tiny batch and data sizes."""
     empty = tempfile.mkdtemp(prefix="no_data_")  # nothing here: every dataset becomes a stand-in
-    specs = _plan(list(load_artifacts().values()), StandinPlan("paper", empty, False, strict=False))
-    runs = {s.cfg.hash(): s.cfg for a in specs.values() for s in a if s.cfg is not None}
-    return tuple(_tiny(c) for c in runs.values())
+    return tuple(_tiny(c) for c in planned_configs("paper", empty))
 
 
 def _code_path(cfg: RunConfig) -> str:
