@@ -143,7 +143,9 @@ def test_fig4_runs_are_the_shared_base_runs_and_params_validate(data_dir):
     specs = fig4.runs(plan, fig4.Params())
     assert set(specs) == {fig4.Key("cifar10", m, s) for m in ("simclr", "simsiam") for s in (0, 1)}
     for k, s in specs.items():      # the method's base run with only the seed changed, exactly
-        assert s.cfg.hash() == RunConfig.load(k.method, "smoke", {"train": {"seed": k.seed}}).hash()
+        # (plus the data source found here, which is part of every run's identity)
+        assert s.cfg.hash() == RunConfig.load(k.method, "smoke", {"train": {"seed": k.seed},
+                                                                  "data": {"source": s.cfg.data.source}}).hash()
     assert fig4.Params().views("imagenet100") == ["unaugmented", "augmented"]      # as released
     assert fig4.Params().views("cifar10") == ["augmented", "unaugmented"]
     assert fig4.Params(both_views=False, train_view="unaugmented").views("cifar10") == ["unaugmented"]

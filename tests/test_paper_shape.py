@@ -39,8 +39,10 @@ EVAL_IMAGES = 4
 def _tiny(cfg: RunConfig) -> RunConfig:
     n_cls = len(cfg.data.classes) if cfg.data.classes is not None else NUM_CLASSES[cfg.data.dataset]
     step = BATCH * cfg.optim.accumulation_steps  # the imbalance keeps about a quarter of a balanced subset
-    return cfg.replace({"optim": {"batch_size": BATCH}, "data": {"train_size": max(n_cls, 4 * step), "test_size": n_cls},
-                        "train": {"probe_size": max(10, n_cls)}})
+    n = max(n_cls, 4 * step)
+    n_test = max(n_cls, NUM_CLASSES.get(cfg.eval.novel, 0))  # the novel set (e.g. CIFAR-100) uses test_size too
+    return cfg.replace({"optim": {"batch_size": BATCH}, "data": {"train_size": n, "test_size": n_test},
+                        "train": {"probe_size": max(10, n_cls)}, "eval": {"knn_k": min(cfg.eval.knn_k, n // 4)}})
 
 
 @functools.lru_cache(maxsize=1)
@@ -111,8 +113,9 @@ def test_paper_run_takes_a_step_and_evaluates(cfg, tmp_path):
     few = lambda s: s.subset(np.arange(min(EVAL_IMAGES, len(s))))  # noqa: E731
     small = RunData(few(data.train), few(data.test), few(data.probe), few(data.novel) if data.novel else None)
     row, _ = _norm_records(model, small, torch.device("cpu"), 1)
-    assert all(math.isfinite(row[f"{k}_norm_mean"]) for k in ("h", "z", "emb")), cfg.name
+    vectors = ("h", "z") + (("p",) if cfg.method.name != "simclr" else ())
+    assert all(math.isfinite(row[f"{k}_norm_mean"]) for k in vectors), cfg.name
     assert 0 <= _knn(model, small, cfg, torch.device("cpu")) <= 100
     _save_embeddings(model, small, cfg, torch.device("cpu"), tmp_path / "emb.npz")
     with np.load(tmp_path / "emb.npz") as z:
-        assert z["train/emb"].shape == (len(small.train), cfg.model.projector_out_dim)
+        assert z["train/z"].shape == (len(small.train), cfg.model.projector_out_dim)

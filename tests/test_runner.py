@@ -107,7 +107,7 @@ def test_two_runners_at_once_train_each_run_once(tmp_path, data_dir):
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     starts = _train_starts(tmp_path / "runs")
-    assert len(starts) == 2 and all(n == 1 for n in starts.values()), starts
+    assert len(starts) == 4 and all(n == 1 for n in starts.values()), starts
     for i in range(2):  # both runners built the artifact from the finished runs
         res = json.loads((tmp_path / f"out{i}" / "results" / "fig_imbalance_norms.json").read_text())
         assert res["status"] == "built" and len(res["checks"]) == 3  # SimCLR z, SimSiam z and p
@@ -184,7 +184,7 @@ def test_slurm_launcher_runs_training_through_slurm(tmp_path, data_dir):
                    "--slurm-logs", str(tmp_path / "slurm" / "%j")], tmp_path, data_dir, timeout=900)
     store = RunStore(tmp_path / "runs")
     dirs = list((tmp_path / "runs").iterdir())
-    assert len(dirs) == 2
+    assert len(dirs) == 4
     for d in dirs:
         st = json.loads((d / "status.json").read_text())
         assert st["state"] == "done", st

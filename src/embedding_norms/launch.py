@@ -324,11 +324,18 @@ def _failed(cfg: RunConfig, store: RunStore, reason: str) -> LaunchResult:
 
 
 def _worker_signals() -> None:
-    """Initializer of local worker processes: SIGTERM kills the worker at once (default action,
-    not the runner's handler inherited through fork, which would let the pool's worker loop go on
-    to the next queued run) and Ctrl-C is left to the parent, which stops the workers."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    """Initializer of local worker processes: the first SIGTERM interrupts the running training
+    (a ``KeyboardInterrupt``: the run is marked interrupted and no temporary file is left behind),
+    a second one kills the worker (default action); Ctrl-C is left to the parent, which stops the
+    workers. The pool never holds queued runs (:func:`_execute_pool` submits at most ``jobs``), so
+    an interrupted worker starts no other run."""
+    signal.signal(signal.SIGTERM, _interrupt_once)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _interrupt_once(signum, frame):  # noqa: ARG001 - signal handler signature
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
