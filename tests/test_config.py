@@ -344,3 +344,11 @@ def test_hash_is_stable_across_processes():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=REPO, env={"PYTHONHASHSEED": "12345", "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == RunConfig.load("simsiam", "quick", {"train.seed": 3}).hash()
+
+
+def test_paper_profile_evaluates_simclr_and_simsiam_at_the_released_extra_epochs():
+    """The released code also checkpoints and evaluates SimCLR and SimSiam at epochs 100, 300 and
+    500 (issue 12, item 9); BYOL keeps the powers of two."""
+    for m in ("simclr", "simsiam"):
+        assert {100, 300, 500} <= set(RunConfig.load(m, "paper").train.eval_epochs)
+    assert RunConfig.load("byol", "paper").train.eval_epochs == (16, 32, 64, 128, 256, 512)

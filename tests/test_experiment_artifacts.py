@@ -175,3 +175,12 @@ def test_imbalance_norms_rank_correlation_and_class_identity(plan, tmp_path, sig
     assert all(c.per_seed == pytest.approx([-float(sign)] * 3) for c in raw)
     assert all(c.per_seed == pytest.approx([float(sign)] * 3) for c in rel)
     assert all(c.verdict == ("holds" if sign > 0 else "contradicted") for c in rel)
+
+
+def test_imbalanced_runs_use_the_released_jitter_strength(plan):
+    """Released ``get_transforms`` sets s = 0.5 only for the dataset names cifar10/cifar100; the
+    imbalanced sets (``cifar10_unbalanced``) get s = 1 (issue 12, item 1). Balanced runs keep 0.5."""
+    planned = plan_artifact(Artifact.from_module(tab_gradscale), plan)
+    for key, spec in planned.specs.items():
+        assert spec.cfg.data.jitter_strength == (1.0 if key.data == "imbalanced" else 0.5), key
+        assert (spec.cfg.data.imbalance == "exponential") == (key.data == "imbalanced")
