@@ -278,6 +278,8 @@ def _execute_pool(todo: list[RunConfig], store: RunStore, jobs: int, data_dir, d
                         lost += [inflight[f] for f in inflight]
             except BaseException:  # interrupted (SIGTERM/Ctrl-C): start no new run, stop the running ones
                 _stop_workers(pool)
+                for c in inflight.values():
+                    _remove_temporaries(store.path(c))
                 bar.close()
                 raise
             pool.shutdown(wait=True)
@@ -324,18 +326,20 @@ def _failed(cfg: RunConfig, store: RunStore, reason: str) -> LaunchResult:
 
 
 def _worker_signals() -> None:
-    """Initializer of local worker processes: the first SIGTERM interrupts the running training
-    (a ``KeyboardInterrupt``: the run is marked interrupted and no temporary file is left behind),
-    a second one kills the worker (default action); Ctrl-C is left to the parent, which stops the
-    workers. The pool never holds queued runs (:func:`_execute_pool` submits at most ``jobs``), so
-    an interrupted worker starts no other run."""
-    signal.signal(signal.SIGTERM, _interrupt_once)
+    """Initializer of local worker processes: SIGTERM kills the worker at once (default action,
+    not the runner's handler inherited through fork, which would let the pool's worker loop go on
+    to the next queued run) and Ctrl-C is left to the parent, which stops the workers (and removes
+    the temporary files a killed worker leaves behind, :func:`_remove_temporaries`)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _interrupt_once(signum, frame):  # noqa: ARG001 - signal handler signature
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise KeyboardInterrupt(f"signal {signum}")
+def _remove_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files of atomic writes (``.<name>.*.tmp*``, see
+    :func:`embedding_norms.io.atomic_path`) that a killed worker left in a run folder; the files
+    they were to replace are intact."""
+    for tmp in list(run_dir.rglob(".*.tmp*")) if run_dir.exists() else []:
+        tmp.unlink(missing_ok=True)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
