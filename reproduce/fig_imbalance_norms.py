@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, legend_or_note, plot_effect_by_epoch
+from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, effect_figure, legend_or_note
 from embedding_norms.report import ClaimCheck
 from reproduce.artifact import Plan, RunSpec
 from reproduce.experiments import base_run, effect_table, imbalanced_run, spearman, vectors_of
@@ -114,13 +114,8 @@ def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]
     out = {"": fig}
     e = frames.get("rho_by_epoch", pd.DataFrame())
     if len(e):
-        fig2, ax2 = plt.subplots(figsize=(5.4, 3.6))
-        plot_effect_by_epoch(ax2, e.assign(comparison=e.method.map(METHOD_LABELS) + " " + e.vector), "comparison",
-                             unit="Spearman rho(class size, class mean norm)")
-        ax2.set_title("Class-size effect on the norm during training (probe images)", fontsize="small")
-        ax2.legend(fontsize="x-small")
-        fig2.tight_layout()
-        out["effect"] = fig2
+        out["effect"] = effect_figure(e, "Spearman rho(class size, class mean norm)",
+                                      "Class-size effect on the norm during training (probe images)")
     return out
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from embedding_norms.config import METHODS
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, legend_or_note, plot_effect_by_epoch
+from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, effect_figure, legend_or_note
 from embedding_norms.report import ClaimCheck
 from reproduce.artifact import Plan, RunSpec
 from reproduce.experiments import base_run, effect_table, norm_column, vectors_of
@@ -104,13 +104,8 @@ def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]
     fig.tight_layout()
     out = {"": fig}
     if len(growth):
-        fig2, ax = plt.subplots(figsize=(5.5, 3.8))
-        plot_effect_by_epoch(ax, growth.assign(comparison=growth.method.map(METHOD_LABELS) + " " + growth.vector),
-                             "comparison", unit="log(norm / norm at epoch 0)")
-        ax.set_title("Norm growth since initialisation (mean over seeds, 95 % CI)", fontsize="small")
-        ax.legend(fontsize="x-small")
-        fig2.tight_layout()
-        out["effect"] = fig2
+        out["effect"] = effect_figure(growth, "log(norm / norm at epoch 0)",
+                                      "Norm growth since initialisation (mean over seeds, 95 % CI)")
     return out
 
 

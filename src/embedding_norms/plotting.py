@@ -93,6 +93,18 @@ def plot_effect_by_epoch(ax: plt.Axes, table: pd.DataFrame, hue: str, colors=Non
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"effect [{unit}] (mean, 95 % CI)")
+def effect_figure(table: pd.DataFrame, unit: str, title: str) -> plt.Figure:
+    """A figure of an effect against the epoch with its interval over seeds, one line per method and
+    vector (``table``: rows of ``reproduce.experiments.effect_table`` with ``method`` and ``vector``)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    plot_effect_by_epoch(ax, table.assign(comparison=table.method.map(METHOD_LABELS) + " " + table.vector),
+                         "comparison", unit=unit)
+    ax.set_title(title, fontsize="small")
+    ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
 def class_palette(n: int) -> list:
     """``n`` blues from light (rare class) to dark (frequent class), for the simulations' classes."""
     return sns.color_palette("Blues", n_colors=n + 2)[2:]
