@@ -26,7 +26,6 @@ from PIL import Image
 
 from embedding_norms.config import ConfigError, DataConfig, EvalConfig
 from embedding_norms.data import prepare as prepare_mod
-from embedding_norms.data import sources
 from embedding_norms.data.prepare import prepare_data
 from embedding_norms.data.sources import (
     DATA_ENV,
@@ -35,9 +34,9 @@ from embedding_norms.data.sources import (
     DataError,
     DatasetSpec,
     dataset_available,
-    load_split,
 )
-from embedding_norms.data.loaders import FLOWERS_SPLITS, make_standin
+from embedding_norms.data import loaders
+from embedding_norms.data.loaders import FLOWERS_SPLITS, load_split, make_standin
 from embedding_norms.data.subsets import (
     IMBALANCE_BASE,
     exponential_counts,
@@ -82,7 +81,7 @@ def cifar(data_dir):
 @pytest.fixture
 def uncached(monkeypatch):
     """Load without the in-process cache, so folders written by a test do not evict the real CIFAR-10."""
-    monkeypatch.setattr(sources, "_load_cached", sources._load_cached.__wrapped__)
+    monkeypatch.setattr(loaders, "_load_cached", loaders._load_cached.__wrapped__)
 
 
 def _md5(path: Path) -> str:

@@ -12,7 +12,7 @@ from embedding_norms.health import (COLLAPSE_STD_FRACTION, EXPLODING_NORM, FROZE
                                     std_normalized)
 from embedding_norms.integrity import float16_or_32
 from embedding_norms.runs import RunStore
-from embedding_norms.train import main
+from embedding_norms.train_cli import main
 
 # the commands, on generated stand-in images of a smaller training set (seconds, not minutes)
 FAST = ["data.standin=true", "data.train_size=128", "data.test_size=50", "train.probe_size=50",

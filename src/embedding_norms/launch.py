@@ -6,8 +6,7 @@
 * ``slurm`` submits the runs as one Slurm job array through submitit, waits with a progress
   display and returns. Each task is a :class:`TrainTask` (``submitit.helpers.Checkpointable``):
   on preemption or timeout submitit requeues it and :func:`~embedding_norms.train.train`
-  resumes from the run's newest checkpoint. The Slurm job id is recorded in the run's
-  ``status.json``.
+  resumes from the run's newest checkpoint. The Slurm job id is recorded in ``status.json``.
 
 Every launcher is safe to run twice at once on one run store: a run is trained only by the
 process holding its lock; the others skip it.
@@ -326,18 +325,17 @@ def _failed(cfg: RunConfig, store: RunStore, reason: str) -> LaunchResult:
 
 
 def _worker_signals() -> None:
-    """Initializer of local worker processes: SIGTERM kills the worker at once (default action,
-    not the runner's handler inherited through fork, which would let the pool's worker loop go on
-    to the next queued run) and Ctrl-C is left to the parent, which stops the workers (and removes
-    the temporary files a killed worker leaves behind, :func:`_remove_temporaries`)."""
+    """Initializer of local worker processes: SIGTERM kills the worker at once (default action, not
+    the runner's handler inherited through fork, which would let the pool's worker loop go on to the
+    next queued run); Ctrl-C is left to the parent, which stops the workers and removes their
+    temporary files (:func:`_remove_temporaries`)."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _remove_temporaries(run_dir: Path) -> None:
-    """Delete the temporary files of atomic writes (``.<name>.*.tmp*``, see
-    :func:`embedding_norms.io.atomic_path`) that a killed worker left in a run folder; the files
-    they were to replace are intact."""
+    """Delete the ``.<name>.*.tmp*`` files of atomic writes (:func:`embedding_norms.io.atomic_path`)
+    a killed worker left in a run folder; the files they were to replace are intact."""
     for tmp in list(run_dir.rglob(".*.tmp*")) if run_dir.exists() else []:
         tmp.unlink(missing_ok=True)
 

@@ -299,7 +299,7 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
         f"Python {env.get('python')}, torch {env.get('torch')}",
     ]
     stale = {run.get("hash") for r in results for run in r.runs if run.get("stale")}
-    lines.append(f"- **Code of the runs:** " + (f"**{len(stale)} run(s) were trained by other training code than this "
+    lines.append("- **Code of the runs:** " + (f"**{len(stale)} run(s) were trained by other training code than this "
                                                   "commit (stale)**; the checks resting on them say so "
                                                   "(`--retrain-stale` retrains them)" if stale else
                                                   "every run used was trained by the current training code"))

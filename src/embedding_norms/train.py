@@ -6,16 +6,15 @@ trained again; an interrupted run resumes from its newest valid checkpoint; with
 seed on the CPU the resumed run ends with exactly the metrics of an uninterrupted one
 (per-epoch data order and augmentations are seeded by ``(seed, epoch)``).
 
-Command line (one run)::
+Command line (one run), in :mod:`embedding_norms.train_cli`::
 
-    python -m embedding_norms.train --method simclr --profile smoke --set optim.lr=0.1
+    python -m embedding_norms.train_cli --method simclr --profile smoke --set optim.lr=0.1
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -361,13 +360,3 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
     store.set_status(cfg, "done", f"trained in {seconds:.0f} s", epoch=cfg.train.epochs, train_seconds=round(seconds, 1))
     return store.status(cfg)
 
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """Command line of one run: ``python -m embedding_norms.train`` (see :mod:`embedding_norms.train_cli`)."""
-    from .train_cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

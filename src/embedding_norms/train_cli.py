@@ -1,4 +1,4 @@
-"""Command line of one training run: ``python -m embedding_norms.train --method M --profile P``
+"""Command line of one training run: ``python -m embedding_norms.train_cli --method M --profile P``
 (bad input is refused before a run folder exists; a locked run, Ctrl-C/SIGTERM and a full disk
 end with a message, never a traceback)."""
 
@@ -10,6 +10,7 @@ import time
 from typing import Optional
 
 from .config import ConfigError, RunConfig, parse_dotted
+from .profiles import METHODS, PROFILES
 from .data import DataError, check_data_dir
 from .runs import RunStore
 from .train import resolve_device, train
@@ -18,8 +19,8 @@ from .train import resolve_device, train
 def main(argv: Optional[list[str]] = None) -> int:
     """Command line: train one run (see module docstring)."""
     p = argparse.ArgumentParser(description="Train one SSL run into the run store.")
-    p.add_argument("--method", required=True, choices=["simclr", "simsiam", "byol"])
-    p.add_argument("--profile", default="quick", choices=["paper", "quick", "smoke"])
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--profile", default="quick", choices=PROFILES)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.1")
     p.add_argument("--runs", default=None, help="run store folder (default ./runs)")
     p.add_argument("--data-dir", default=None, help="offline data folder (default $EMBEDDING_NORMS_DATA)")

@@ -120,7 +120,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist"
-                          + ("" if path.parent.is_dir() else f" (set EMBEDDING_NORMS_CONFIG_DIR to the repository's configs/ folder)"))
+                          + ("" if path.parent.is_dir() else " (set EMBEDDING_NORMS_CONFIG_DIR to the repository's configs/ folder)"))
     st = path.stat()
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _YAML_CACHE:

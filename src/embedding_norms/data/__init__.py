@@ -11,10 +11,9 @@ from .sources import (
     ImageSet,
     check_data_dir,
     dataset_available,
-    load_split,
     resolve_data_dir,
 )
-from .loaders import make_standin
+from .loaders import load_split, make_standin
 from .subsets import IMBALANCE_BASE, exponential_counts, imbalanced_indices, stratified_subset
 
 __all__ = [

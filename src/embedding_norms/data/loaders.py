@@ -1,8 +1,10 @@
-"""Decoding the stored image formats into uint8 tensors (JPEG archives, torchvision's CIFAR
-pickles, image folders, Flowers-102, Stanford Cars) and generated stand-ins of a dataset."""
+"""Loading a split into memory (:func:`load_split`): decoding the stored image formats into uint8
+tensors (JPEG archives, torchvision's CIFAR pickles, image folders, Flowers-102, Stanford Cars),
+and generated stand-ins of a dataset. Where each dataset is found is :mod:`.sources`."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -15,7 +17,8 @@ import numpy as np
 import torch
 
 from ..facts import SPECS
-from .sources import DataError, ImageSet, cache_dir, verify_file
+from .sources import (DOWNLOADABLE, DataError, ImageSet, cache_dir, download_allowed, locate_source, looked_for,
+                      missing_dataset_error, resolve_data_dir, verify_file)
 
 #: Which torchvision Flowers-102 split plays our ``train`` / ``test`` role (as released).
 FLOWERS_SPLITS = {"train": "test", "test": "val"}
@@ -176,3 +179,60 @@ def make_standin(dataset: str, split: str, per_class: Optional[int] = None, seed
     images = (imgs * 255).round().to(torch.uint8)
     return ImageSet(images, labels.to(torch.int64), np.arange(len(labels)), spec.num_classes,
                     f"{dataset}-standin/{split}", standin=True)
+
+
+# --------------------------------------------------------------------------- one split
+def load_split(dataset: str, split: str, data_dir: Optional[str | os.PathLike] = None,
+               download: Optional[bool] = None) -> ImageSet:
+    """Load one split of a dataset into memory (decoded once per process, then cached).
+
+    Args:
+        dataset: one of ``SPECS`` (cifar10, cifar100, imagenet100, flowers102, stanford_cars).
+        split: ``"train"`` or ``"test"`` (ImageNet-100's ``val``, Flowers' ``test``).
+        data_dir: offline folder; default ``$EMBEDDING_NORMS_DATA``.
+        download: allow torchvision to download (default ``$EMBEDDING_NORMS_DOWNLOAD``).
+
+    Returns:
+        ImageSet with images ``(N, 3, H, W)`` uint8 in original order.
+
+    Raises:
+        DataError: unknown dataset, missing files, wrong checksum or shape.
+    """
+    if dataset not in SPECS:
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(SPECS)}")
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r}; choose 'train' or 'test'")
+    root = resolve_data_dir(data_dir)
+    return _load_cached(dataset, split, str(root) if root else None, download_allowed(download))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(dataset: str, split: str, root_s: Optional[str], download: bool) -> ImageSet:
+    root = Path(root_s) if root_s else None
+    found = locate_source(dataset, root)
+    if found is None:
+        if not download or dataset not in DOWNLOADABLE:
+            raise missing_dataset_error(dataset, root, looked_for(dataset))
+        target = root or (cache_dir() / "data")
+        target.mkdir(parents=True, exist_ok=True)
+        found = ("download", target)
+    kind, path = found
+    spec = SPECS[dataset]
+    if kind == "npz":
+        images, labels = _load_jpeg_npz(path, split)
+    elif kind in ("torchvision", "download") and dataset in ("cifar10", "cifar100"):
+        images, labels = _load_torchvision_cifar(dataset, path, split, download=(kind == "download"))
+    elif dataset == "imagenet100":
+        images, labels = _load_image_folder(path / ("train" if split == "train" else "val"), spec.image_size)
+    elif dataset == "flowers102":
+        images, labels = _load_flowers(path, split, spec.image_size, download=(kind == "download"))
+    else:
+        images, labels = _load_cars(path, split, spec.image_size)
+    expected = spec.sizes.get(split)
+    if expected is not None and len(labels) != expected:
+        raise DataError(f"{path}: {dataset}/{split} has {len(labels)} images, expected {expected}; "
+                        f"the folder is incomplete or holds another dataset")
+    if labels.min() < 0 or labels.max() >= spec.num_classes:
+        raise DataError(f"{path}: {dataset}/{split} labels outside 0..{spec.num_classes - 1}")
+    images.requires_grad_(False)
+    return ImageSet(images, labels, np.arange(len(labels)), spec.num_classes, f"{dataset}/{split}")

@@ -6,12 +6,11 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
 import torch
 
 from ..config import CIFAR_PER_CLASS, ConfigError, DataConfig, EvalConfig, RunConfig
-from .loaders import make_standin, standin_per_class
-from .sources import SPECS, ImageSet, load_split
+from .loaders import load_split, make_standin, standin_per_class
+from .sources import SPECS, ImageSet
 from .subsets import (IMBALANCE_BASE, class_positions, exponential_counts, imbalanced_indices, remap_labels,
                       stratified_subset)
 

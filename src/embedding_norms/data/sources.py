@@ -1,7 +1,8 @@
 """Image datasets as uint8 tensors held in memory.
 
-Every loader returns an :class:`ImageSet` whose ``images`` are ``(N, 3, H, W)`` uint8 and
-whose ``indices`` are the positions of the images in the dataset's *original* split order
+This module says where each dataset is found and checks its files; :mod:`.loaders` decodes them
+(:func:`~.loaders.load_split`). Every loader returns an :class:`ImageSet` whose ``images`` are
+``(N, 3, H, W)`` uint8 and whose ``indices`` are the positions of the images in the dataset's *original* split order
 (the order of the official CIFAR pickles / torchvision), so that human labels (CIFAR-10N,
 CIFAR-100N, CIFAR-10H) can be aligned with any subset.
 
@@ -108,7 +109,8 @@ def cache_dir() -> Path:
 DOWNLOADABLE = ("cifar10", "cifar100", "flowers102")
 
 
-def _missing(dataset: str, data_dir: Optional[Path], looked_for: list[str]) -> DataError:
+def missing_dataset_error(dataset: str, data_dir: Optional[Path], looked_for: list[str]) -> DataError:
+    """The error for a dataset found nowhere: the folder searched, the files looked for, both fixes."""
     where = f"in the data folder {data_dir}" if data_dir else "(no data folder given)"
     offline = f"point to an offline folder holding it (--data-dir DIR, or {DATA_ENV}=DIR; see README 'Data')"
     if dataset in DOWNLOADABLE:
@@ -172,7 +174,7 @@ def dataset_available(dataset: str, data_dir: Optional[str | os.PathLike] = None
     if dataset not in SPECS:
         return False, f"unknown dataset {dataset!r}"
     root = resolve_data_dir(data_dir)
-    found = _locate(dataset, root)
+    found = locate_source(dataset, root)
     if found is not None:
         if found[0] == "npz":
             st = found[1].stat()
@@ -180,7 +182,7 @@ def dataset_available(dataset: str, data_dir: Optional[str | os.PathLike] = None
         return True, ""
     if download_allowed(download) and dataset in DOWNLOADABLE:
         return True, "will be downloaded by torchvision"
-    return False, str(_missing(dataset, root, _candidates(dataset)))
+    return False, str(missing_dataset_error(dataset, root, looked_for(dataset)))
 
 
 def data_source(dataset: str, data_dir: Optional[str | os.PathLike] = None, download: Optional[bool] = None,
@@ -191,7 +193,7 @@ def data_source(dataset: str, data_dir: Optional[str | os.PathLike] = None, down
     when it is not available. No decoding; used for a run's identity (``data.source``)."""
     if standin:
         return "standin"
-    found = _locate(dataset, resolve_data_dir(data_dir))
+    found = locate_source(dataset, resolve_data_dir(data_dir))
     if found is not None:
         return found[0]
     return "download" if download_allowed(download) and dataset in DOWNLOADABLE else None
@@ -207,7 +209,8 @@ def resolve_data_source(cfg, data_dir: Optional[str | os.PathLike] = None, downl
     return cfg.replace({"data": {"source": src}})
 
 
-def _candidates(dataset: str) -> list[str]:
+def looked_for(dataset: str) -> list[str]:
+    """The files and folders that would hold ``dataset`` in a data folder (for error messages)."""
     return {
         "cifar10": ["cifar10_jpeg.npz", "cifar-10-batches-py/"],
         "cifar100": ["cifar100_jpeg.npz", "cifar-100-python/"],
@@ -217,7 +220,7 @@ def _candidates(dataset: str) -> list[str]:
     }[dataset]
 
 
-def _locate(dataset: str, root: Optional[Path]) -> Optional[tuple[str, Path]]:
+def locate_source(dataset: str, root: Optional[Path]) -> Optional[tuple[str, Path]]:
     """(kind, path) of the first source of ``dataset`` found under ``root``."""
     roots = [r for r in (root, cache_dir() / "data") if r is not None]
     for r in roots:
@@ -241,63 +244,3 @@ def _locate(dataset: str, root: Optional[Path]) -> Optional[tuple[str, Path]]:
             if (r / "stanford_cars").is_dir():
                 return "torchvision", r
     return None
-
-
-def load_split(dataset: str, split: str, data_dir: Optional[str | os.PathLike] = None,
-               download: Optional[bool] = None) -> ImageSet:
-    """Load one split of a dataset into memory (decoded once per process, then cached).
-
-    Args:
-        dataset: one of ``SPECS`` (cifar10, cifar100, imagenet100, flowers102, stanford_cars).
-        split: ``"train"`` or ``"test"`` (ImageNet-100's ``val``, Flowers' ``test``).
-        data_dir: offline folder; default ``$EMBEDDING_NORMS_DATA``.
-        download: allow torchvision to download (default ``$EMBEDDING_NORMS_DOWNLOAD``).
-
-    Returns:
-        ImageSet with images ``(N, 3, H, W)`` uint8 in original order.
-
-    Raises:
-        DataError: unknown dataset, missing files, wrong checksum or shape.
-    """
-    if dataset not in SPECS:
-        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(SPECS)}")
-    if split not in ("train", "test"):
-        raise DataError(f"unknown split {split!r}; choose 'train' or 'test'")
-    root = resolve_data_dir(data_dir)
-    return _load_cached(dataset, split, str(root) if root else None, download_allowed(download))
-
-
-@functools.lru_cache(maxsize=8)
-def _load_cached(dataset: str, split: str, root_s: Optional[str], download: bool) -> ImageSet:
-    root = Path(root_s) if root_s else None
-    found = _locate(dataset, root)
-    if found is None:
-        if not download or dataset not in DOWNLOADABLE:
-            raise _missing(dataset, root, _candidates(dataset))
-        target = root or (cache_dir() / "data")
-        target.mkdir(parents=True, exist_ok=True)
-        found = ("download", target)
-    from .loaders import _load_cars, _load_flowers, _load_image_folder, _load_jpeg_npz, _load_torchvision_cifar
-
-    kind, path = found
-    spec = SPECS[dataset]
-    if kind == "npz":
-        images, labels = _load_jpeg_npz(path, split)
-    elif kind in ("torchvision", "download") and dataset in ("cifar10", "cifar100"):
-        images, labels = _load_torchvision_cifar(dataset, path, split, download=(kind == "download"))
-    elif dataset == "imagenet100":
-        images, labels = _load_image_folder(path / ("train" if split == "train" else "val"), spec.image_size)
-    elif dataset == "flowers102":
-        images, labels = _load_flowers(path, split, spec.image_size, download=(kind == "download"))
-    else:
-        images, labels = _load_cars(path, split, spec.image_size)
-    expected = spec.sizes.get(split)
-    if expected is not None and len(labels) != expected:
-        raise DataError(f"{path}: {dataset}/{split} has {len(labels)} images, expected {expected}; "
-                        f"the folder is incomplete or holds another dataset")
-    if labels.min() < 0 or labels.max() >= spec.num_classes:
-        raise DataError(f"{path}: {dataset}/{split} labels outside 0..{spec.num_classes - 1}")
-    images.requires_grad_(False)
-    return ImageSet(images, labels, np.arange(len(labels)), spec.num_classes, f"{dataset}/{split}")
-
-
