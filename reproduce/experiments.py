@@ -15,6 +15,11 @@ import pandas as pd
 
 from .artifact import Plan, RunSpec, seeded
 
+#: Overrides of a run whose saved embeddings no artifact reads (its metrics suffice): it saves none.
+#: Only the base runs (Figure 4 at every saved epoch), the imbalanced runs and the seen-vs-unseen runs
+#: keep embeddings; this spares the others the time (about 2 s a save at quick scale) and the disk.
+NO_EMBEDDINGS = {"train": {"save_embeddings_epochs": []}}
+
 #: Released default weight decay per method (configs/<method>.yaml).
 DEFAULT_WD = {"simclr": 1e-6, "simsiam": 5e-4, "byol": 5e-4}
 
@@ -186,7 +191,8 @@ def wd_run(plan: Plan, method: str, wd: float, seed: int) -> RunSpec:
     """The base run with weight decay ``wd`` (the released default gives the base run itself)."""
     if wd == DEFAULT_WD[method]:
         return base_run(plan, method, seed)
-    return base_run(plan, method, seed, extra={"optim": {"weight_decay": float(wd)}}, tag=f"wd={wd:g}")
+    return base_run(plan, method, seed, extra=merge({"optim": {"weight_decay": float(wd)}}, NO_EMBEDDINGS),
+                    tag=f"wd={wd:g}")
 
 
 def norm_column(vector: str, stat: str = "mean") -> str:

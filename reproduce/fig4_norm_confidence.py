@@ -35,7 +35,7 @@ from embedding_norms.analysis import (align_human_labels, bucket_statistics, buc
 from embedding_norms.config import METHODS
 from embedding_norms.data import DataError, load_cifar10h, load_cifar10n, load_cifar100n
 from embedding_norms.data.sources import resolve_data_dir
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS
+from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, plot_effect_by_epoch
 from embedding_norms.report import ClaimCheck
 from embedding_norms.runs import VECTORS, embedding_of
 from reproduce.artifact import Plan, RunSpec
@@ -196,33 +196,47 @@ def _panels(key: Key, emb: dict, standin: bool, p: Params, data_dir: Optional[st
 
 
 def frames(runs: dict[Key, Any], p: Params) -> dict[str, pd.DataFrame]:
-    """``""``: mean Spearman rho of each bucket trend over seeds with its interval; ``buckets``:
-    per-bucket values of every run (long); ``trend``: rho per seed; ``_skipped``: panels not drawn."""
+    """``""``: mean Spearman rho of each bucket trend over seeds with its interval, at each run's last
+    saved epoch (the end of training, as the paper's Figure 4); ``by_epoch``: the same at every saved
+    epoch (effect against training length); ``buckets``: per-bucket values of every run at its last
+    epoch (long); ``trend``: rho per seed and epoch; ``_skipped``: panels not drawn."""
     data_dir, cache = _data_dir(runs), {}
     buckets, trends, skipped = [], [], []
     for key, run in runs.items():
         if not run.usable:
             continue                               # recorded once by the builder
-        try:
-            emb = run.embeddings()
-        except FileNotFoundError as exc:
-            skipped.append({**key._asdict(), "panel": "all", "variant": "", "view": "", "reason": str(exc)})
-            continue
-        for panel, variant, view, t, why in _panels(key, emb, bool(run.cfg.data.standin), p, data_dir, cache):
-            ids = {**key._asdict(), "panel": panel, "variant": variant, "view": view}
-            if t is None:
-                skipped.append({**ids, "reason": why})
+        epochs = sorted(run.cfg.train.save_embeddings_epochs)
+        for epoch in epochs:
+            try:
+                emb = run.embeddings(epoch)
+            except FileNotFoundError as exc:
+                skipped.append({**key._asdict(), "epoch": epoch, "panel": "all", "variant": "", "view": "",
+                                "reason": str(exc)})
                 continue
-            buckets.append(t.assign(**ids))
-            tr = bucket_trend(t, "value")
-            trends.append({**ids, "effect": tr["rho"], "buckets": int(tr["n_buckets"]), "samples": int(t["count"].sum())})
+            for panel, variant, view, t, why in _panels(key, emb, bool(run.cfg.data.standin), p, data_dir, cache):
+                ids = {**key._asdict(), "panel": panel, "variant": variant, "view": view}
+                if t is None:
+                    skipped.append({**ids, "epoch": epoch, "reason": why})
+                    continue
+                if epoch == epochs[-1]:
+                    buckets.append(t.assign(**ids))
+                tr = bucket_trend(t, "value")
+                trends.append({**ids, "epoch": epoch, "last": epoch == epochs[-1], "effect": tr["rho"],
+                               "buckets": int(tr["n_buckets"]), "samples": int(t["count"].sum())})
     cols = ["panel", "variant", "dataset", "method", "view", "seed", "bucket", "lo", "hi", "mid", "count", "value"]
     bt = pd.concat(buckets, ignore_index=True)[cols] if buckets else pd.DataFrame(columns=cols)
-    tt = pd.DataFrame(trends, columns=["panel", "variant", "dataset", "method", "view", "seed", "effect", "buckets",
-                                       "samples"])
+    tt = pd.DataFrame(trends, columns=["panel", "variant", "dataset", "method", "view", "seed", "epoch", "last",
+                                       "effect", "buckets", "samples"])
     by = ("panel", "variant", "dataset", "method", "view")
-    table = effect_table(tt.dropna(subset=["effect"]), by).rename(columns={"effect": "spearman_rho"}) if len(tt) else tt
-    return {"": table, "buckets": bt, "trend": tt, "_skipped": pd.DataFrame(skipped)}
+    valid = tt.dropna(subset=["effect"])
+    last = valid[valid["last"].astype(bool)]
+    table = effect_table(last, by).rename(columns={"effect": "spearman_rho"}) if len(last) else last
+    by_epoch = effect_table(valid, (*by, "epoch")) if len(valid) else valid
+    sk = pd.DataFrame(skipped)
+    if len(sk):  # a panel missing at the last epoch is what the checks report; earlier epochs only in notes
+        last_epoch = {k: max(r.cfg.train.save_embeddings_epochs) for k, r in runs.items() if r.usable}
+        sk["last"] = [e == last_epoch.get(Key(d, m, s)) for d, m, s, e in zip(sk.dataset, sk.method, sk.seed, sk.epoch)]
+    return {"": table, "by_epoch": by_epoch, "buckets": bt, "trend": tt.drop(columns="last"), "_skipped": sk}
 
 
 def _expected(p: Params):
@@ -240,8 +254,13 @@ def _expected(p: Params):
 
 def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
     """Per panel, kNN variant, dataset, method and view: the Spearman rho of the bucket trend per
-    seed (claim: > 0 for kNN accuracy and human agreement, < 0 for CIFAR-10H entropy)."""
+    seed at the run's last saved epoch (claim: > 0 for kNN accuracy and human agreement, < 0 for
+    CIFAR-10H entropy); the earlier epochs are the ``by_epoch`` table and the ``effect`` figure."""
     tt, sk = frames["trend"], frames["_skipped"]
+    if len(tt):  # the checks rest on each run's last saved epoch (the end of training)
+        tt = tt[tt.epoch == tt.groupby(["dataset", "method", "seed"]).epoch.transform("max")]
+    if len(sk):
+        sk = sk[sk["last"]]
     out = []
     for panel, v, ds, m, view in _expected(p):
         sel = lambda f: f[(f.panel == panel) & (f.variant == v) & (f.dataset == ds) & (f.method == m)  # noqa: E731
@@ -255,7 +274,8 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
         else:
             claim, test = "norm-human", f"{who}, test (un-augmented): CIFAR-10H entropy vs norm bucket"
         reasons = sorted(set(sel(sk)["reason"])) if len(sk) else []
-        detail = (f"buckets per seed {sub.buckets.tolist()}, images per seed {sub.samples.tolist()}" if len(sub)
+        detail = (f"epoch {sorted(set(sub.epoch.tolist()))}, buckets per seed {sub.buckets.tolist()}, images per seed "
+                  f"{sub.samples.tolist()}" if len(sub)
                   else "not evaluated: " + ("; ".join(reasons) if reasons else "no finished run"))
         out.append(ClaimCheck.from_effects(claim, test, "Spearman rho (bucket index vs per-bucket value)",
                                            sub["effect"].tolist(), "< 0" if panel == "entropy" else "> 0",
@@ -276,7 +296,32 @@ def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]
         other = {ds: p.views(ds)[1] for ds in p.datasets}
         name = "other_view" if len(set(other.values())) > 1 else next(iter(other.values()))
         out[name] = _figure(bt, p, p.knn_variants[0], shown=False, title=f"vector {p.vector}, other training view")
+    if len(frames["by_epoch"]) and frames["by_epoch"].epoch.nunique() > 1:
+        out["effect"] = _effect_figure(frames["by_epoch"], p)
     return out
+
+
+def _effect_figure(be: pd.DataFrame, p: Params) -> plt.Figure:
+    """The check's statistic (Spearman rho of the bucket trend) against the epoch, one panel per
+    Figure 4 panel (shown training view, first kNN variant), one line per method and dataset."""
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.6), sharey=True)
+    for ax, panel in zip(axes, PANELS):
+        sel = be[(be.panel == panel) & ((be.variant == p.knn_variants[0]) if panel == "knn" else True)]
+        shown = {ds: "test" if panel == "entropy" else p.views(ds)[0] for ds in p.datasets}
+        sel = sel[[v == shown[d] for d, v in zip(sel.dataset, sel.view)]]
+        if len(sel):
+            name = sel.method.map(METHOD_LABELS) + (" " + sel.dataset.map(DATASET_LABELS) if len(p.datasets) > 1 else "")
+            plot_effect_by_epoch(ax, sel.assign(line=name), "line",
+                                 colors={METHOD_LABELS[m]: METHOD_COLORS[m] for m in p.methods}, unit="Spearman rho")
+            ax.legend(fontsize="x-small")
+        else:
+            ax.text(0.5, 0.5, "not drawn (see REPORT.md)", ha="center", va="center", transform=ax.transAxes)
+        claimed = "claim: rho < 0" if panel == "entropy" else "claim: rho > 0"
+        ax.set_title(f"{PANELS[panel]} vs norm bucket ({claimed})", fontsize="x-small")
+    fig.suptitle(f"Figure 4 trends against training length (vector {p.vector}; mean over seeds, 95 % CI; "
+                 "the checks use the last epoch)", fontsize="medium")
+    fig.tight_layout()
+    return fig
 
 
 def _figure(bt: pd.DataFrame, p: Params, variant: str, shown: bool, title: str) -> plt.Figure:
@@ -320,7 +365,17 @@ def notes(frames: dict[str, pd.DataFrame], p: Params) -> list[str]:
            + f" (the main figure shows `{p.knn_variants[0]}`). Training views ({views}); the released ImageNet-100 "
            "embeddings are un-augmented, the CIFAR ones one augmented view. Minimum bucket sizes: kNN "
            f"{p.min_count_knn}, agreement {p.min_count_agreement}, CIFAR-10H entropy {p.min_count_entropy} (as "
-           "released). Checks: Spearman rho of bucket index vs value per seed, t-interval over seeds."]
+           "released). Checks: Spearman rho of bucket index vs value per seed, t-interval over seeds, at each "
+           "run's last saved epoch."]
+    be = frames["by_epoch"]
+    if len(be) and be.epoch.nunique() > 1:
+        out.append(f"Against training length (table `by_epoch`, figure `_effect`), epochs {sorted(int(e) for e in be.epoch.unique())}, "
+                   "shown training view, mean rho [95 % CI]:")
+        for (panel, v, ds, m, view), g in be.groupby(["panel", "variant", "dataset", "method", "view"], sort=False):
+            if (panel == "knn" and v != p.knn_variants[0]) or (panel != "entropy" and view != p.views(ds)[0]):
+                continue
+            out.append(f"{PANELS[panel]} trend, {METHOD_LABELS[m]} {DATASET_LABELS[ds]}: " + "; ".join(
+                f"ep {int(r.epoch)} {r.effect:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" for r in g.sort_values("epoch").itertuples()))
     sk = frames["_skipped"]
     if len(sk):
         for reason, g in sk.groupby("reason"):

@@ -25,7 +25,8 @@ from embedding_norms.config import METHODS
 from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, legend_or_note, plot_effect_by_epoch
 from embedding_norms.report import ClaimCheck
 from reproduce.artifact import Plan, RunSpec
-from reproduce.experiments import base_run, effect_table, knn_or_chance, missing_seeds, paired_effects, state_of
+from reproduce.experiments import (NO_EMBEDDINGS, base_run, effect_table, knn_or_chance, merge, missing_seeds,
+                                   paired_effects, state_of)
 
 PAPER_REF = "Section 4.1 (cut-initialization), table of kNN accuracy per epoch"
 TITLE = "Cut-initialization: kNN accuracy per evaluation epoch, c = 1 vs c > 1, over seeds"
@@ -99,7 +100,7 @@ def runs(plan: Plan, p: Params) -> dict[Key, RunSpec]:
                         if regime == "whole" and c == 1.0 and not ov.get("optim"):
                             out[key] = base_run(plan, m, s, ds)      # shared with the other artifacts
                         else:
-                            out[key] = base_run(plan, m, s, ds, ov, tag=f"{regime}/c={c:g}")
+                            out[key] = base_run(plan, m, s, ds, merge(ov, NO_EMBEDDINGS), tag=f"{regime}/c={c:g}")
     return out
 
 

@@ -26,8 +26,8 @@ import pandas as pd
 from embedding_norms.plotting import METHOD_LABELS, plot_effect_by_epoch
 from embedding_norms.report import ClaimCheck
 from reproduce.artifact import Plan, RunSpec
-from reproduce.experiments import (base_run, effect_table, imbalanced_overrides, imbalanced_run, knn_or_chance, merge,
-                                   missing_seeds, paired_effects, state_of)
+from reproduce.experiments import (NO_EMBEDDINGS, base_run, effect_table, imbalanced_overrides, imbalanced_run,
+                                   knn_or_chance, merge, missing_seeds, paired_effects, state_of)
 
 PAPER_REF = "Section 4.2 (GradScale), table of kNN accuracy on balanced / imbalanced data"
 TITLE = "GradScale: kNN accuracy, p > 0 vs a matched p = 0 control and the base run, over seeds"
@@ -79,7 +79,8 @@ def arms(p: Params) -> list[str]:
 
 
 def run_spec(plan: Plan, key: Key, p: Params) -> RunSpec:
-    """The run of one (dataset, method, data, arm, seed); shared with fig_imbalance_norms."""
+    """The run of one (dataset, method, data, arm, seed); the imbalanced base arm is
+    :func:`~reproduce.experiments.imbalanced_run`, shared with fig_imbalance_norms."""
     ex: dict = {}
     if key.dataset != "cifar10":
         ex["data"] = {"dataset": key.dataset}
@@ -95,7 +96,8 @@ def run_spec(plan: Plan, key: Key, p: Params) -> RunSpec:
         return base_run(plan, key.method, key.seed)
     if key.arm == "base" and key.data == "imbalanced" and ex == imbalanced_overrides(plan, key.method):
         return imbalanced_run(plan, key.method, key.seed)
-    return base_run(plan, key.method, key.seed, extra=ex, tag=f"{key.data}/{key.arm.replace(' ', '-')}")
+    return base_run(plan, key.method, key.seed, extra=merge(ex, NO_EMBEDDINGS),
+                    tag=f"{key.data}/{key.arm.replace(' ', '-')}")
 
 
 def runs(plan: Plan, p: Params) -> dict[Key, RunSpec]:

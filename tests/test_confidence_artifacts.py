@@ -52,8 +52,8 @@ class FakeRun:
         self.spec, self.cfg, self.by_epoch, self.usable, self.label = spec, spec.cfg, by_epoch, usable, spec.label
 
     def embeddings(self, epoch=None):
-        if not self.by_epoch:
-            raise FileNotFoundError("no embeddings")
+        if not self.by_epoch or (epoch is not None and epoch not in self.by_epoch):
+            raise FileNotFoundError(f"no embeddings at epoch {epoch}")
         return self.by_epoch[max(self.by_epoch) if epoch is None else epoch]
 
 
@@ -72,10 +72,14 @@ def _knn_splits(rng, n: int, sign: float, predictor: bool = False, views=("train
     return out
 
 
-def _fig4_frames(plan, p, make):
-    """frames of fig4 with a FakeRun per declared key; ``make(key) -> splits``."""
+def _fig4_frames(plan, p, make, by_epoch=None):
+    """frames of fig4 with a FakeRun per declared key; ``make(key) -> splits`` at the last epoch (2)
+    only, or ``by_epoch(key, epoch) -> splits`` at every epoch the run saves."""
     specs = fig4.runs(plan, p)
-    return fig4.frames({k: FakeRun(s, {2: _flat(make(k))}) for k, s in specs.items()}, p)
+    if by_epoch is None:
+        return fig4.frames({k: FakeRun(s, {2: _flat(make(k))}) for k, s in specs.items()}, p)
+    return fig4.frames({k: FakeRun(s, {e: _flat(by_epoch(k, e)) for e in s.cfg.train.save_embeddings_epochs})
+                        for k, s in specs.items()}, p)
 
 
 # ----------------------------------------------------------------------------- library pieces
@@ -174,6 +178,30 @@ def test_fig4_knn_trend_over_seeds_follows_fabricated_norms(sign, monkeypatch):
     assert any("stand-in" in n for n in fig4.notes(fr, p))
     figs = fig4.figures(fr, p)
     assert set(figs) == {"", "loo", "unaugmented"}
+
+
+def test_fig4_trend_at_every_saved_epoch_and_checks_at_the_last(monkeypatch):
+    """Runs whose norms fall with clarity at epoch 0 and rise at epoch 2 (the smoke runs save both):
+    the per-epoch table shows a negative trend at 0 and a positive one at 2, and the checks, made at
+    the last epoch, hold; an epoch whose embeddings are missing is skipped, not fatal."""
+    monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
+    plan, p = _plan("smoke", 3), fig4.Params(methods=("simclr",), knn_variants=("loo",), both_views=False)
+    assert all(tuple(s.cfg.train.save_embeddings_epochs) == (0, 2) for s in fig4.runs(plan, p).values())
+    rng = np.random.default_rng(3)
+    fr = _fig4_frames(plan, p, None, by_epoch=lambda k, e: _knn_splits(rng, 600, 1.0 if e == 2 else -1.0))
+    be = fr["by_epoch"].query("panel == 'knn'").set_index("epoch")
+    assert be.loc[0, "ci_high"] < -0.5 and be.loc[2, "ci_low"] > 0.5 and (be.seeds == 3).all()
+    knn = [c for c in fig4.checks(fr, p) if c.claim == "norm-knn"]
+    assert len(knn) == 1 and knn[0].verdict == "holds" and "epoch [2]" in knn[0].detail
+    assert fr[""].spearman_rho.iloc[0] == pytest.approx(be.loc[2, "effect"])
+    assert "effect" in fig4.figures(fr, p)
+    assert any("trend, SimCLR" in n and "ep 0 -" in n for n in fig4.notes(fr, p))
+    # epoch 0 missing everywhere: skipped with its reason; the last-epoch checks are unchanged
+    fr2 = _fig4_frames(plan, p, lambda k: _knn_splits(np.random.default_rng(3), 600, 1.0))
+    sk = fr2["_skipped"]
+    assert set(fr2["by_epoch"].epoch) == {2} and set(sk[sk.panel == "all"].epoch) == {0}
+    assert sk[sk.panel == "all"].reason.str.contains("no embeddings at epoch 0").all()
+    assert [c.verdict for c in fig4.checks(fr2, p) if c.claim == "norm-knn"] == ["holds"]
 
 
 def test_fig4_vector_p_is_the_predictor_output(monkeypatch):

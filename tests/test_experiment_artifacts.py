@@ -133,12 +133,14 @@ def test_gradscale_verdict_uses_the_matched_control(plan, tmp_path):
     for key, spec in planned.specs.items():
         epochs = list(spec.cfg.train.eval_epochs)
         fabricate(store, spec.cfg, epochs, [1.0] * len(epochs), [acc[key.arm](key.seed)] * len(epochs))
-    # the matched control differs from the base run in lr and warm-up only
+    # the matched control differs from the base run in lr and warm-up only (and saves no embeddings,
+    # which does not change training: test_train.test_saving_embeddings_does_not_change_training)
     k = next(k for k in planned.specs if k.arm == "p=0 matched" and k.data == "balanced" and k.method == "simclr")
     kb = k._replace(arm="base")
     a, b = planned.specs[k].cfg, planned.specs[kb].cfg
     assert a.norm.gradscale_power == b.norm.gradscale_power == 0.0 and a.optim.lr != b.optim.lr
-    assert a.replace({"optim": {"lr": b.optim.lr, "warmup_fraction": b.optim.warmup_fraction}}).hash() == b.hash()
+    assert a.replace({"optim": {"lr": b.optim.lr, "warmup_fraction": b.optim.warmup_fraction},
+                      "train": {"save_embeddings_epochs": list(b.train.save_embeddings_epochs)}}).hash() == b.hash()
     _, res = run_build(tab_gradscale, plan, store, tmp_path)
     matched = [c for c in res.checks if "p=1 - p=0 matched" in c.test and c.test.startswith("SimCLR cifar10 balanced")]
     assert len(matched) == 1 and matched[0].per_seed == pytest.approx([5.0, 6.0, 7.0])

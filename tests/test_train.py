@@ -170,6 +170,22 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert kept_seconds > 0 and store.status(cfg).train_seconds >= kept_seconds + resumed_epochs - 0.05
 
 
+def test_saving_embeddings_does_not_change_training(tmp_path):
+    """Runs that differ only in the epochs that save embeddings (eval mode, own generator) train
+    the same weights: equal metrics, and equal saved embeddings at the epoch both save."""
+    a = tiny(train={"epochs": 2, "eval_epochs": [0, 1, 2], "save_embeddings_epochs": [0, 1, 2]})
+    b = tiny(train={"epochs": 2, "eval_epochs": [0, 1, 2], "save_embeddings_epochs": [2]})
+    assert a.hash() != b.hash()
+    store = RunStore(tmp_path)
+    assert train(a, store, progress=False).state == train(b, store, progress=False).state == "done"
+    ma, mb = store.metrics(a), store.metrics(b)
+    cols = [c for c in ma.columns if c != "epoch_seconds"]
+    pd.testing.assert_frame_equal(ma[cols], mb[cols])
+    ea, eb = store.embeddings(a, 2), store.embeddings(b, 2)
+    assert set(ea) == set(eb) and all(np.array_equal(ea[k], eb[k]) for k in ea)
+    assert sorted(int(f.stem.split("_")[1]) for f in (store.path(a) / "embeddings").glob("epoch_*.npz")) == [0, 1, 2]
+
+
 def test_failed_run_is_not_final_and_is_retried(tmp_path):
     from embedding_norms.runs import RunStatus
 
