@@ -18,8 +18,10 @@ Vector: the projector output z (``vector: z``, the released notebook's ``embeddi
 ``released`` = one augmented view per image on CIFAR, the un-augmented images on ImageNet-100
 (the released ImageNet-100 dataset never applies its transform); ``both_views`` adds the other
 view (figure ``_<view>``). Runs: each method's base run per dataset and seed, shared with the
-other artifacts. A check is the Spearman rho of the bucket trend per seed, with a t-interval
-over seeds.
+other artifacts. A check is the Spearman rho of the bucket trend per seed at the run's last saved
+epoch (the end of training, as the paper's figure), with a t-interval over seeds. The same trends
+at every epoch the base runs save (``train.save_embeddings_epochs``; quick: 0, 1, 2, 4, 8, 12) are
+the ``by_epoch`` table and the ``_effect`` figure: the effect against training length.
 """
 
 from __future__ import annotations
@@ -206,17 +208,20 @@ def frames(runs: dict[Key, Any], p: Params) -> dict[str, pd.DataFrame]:
         if not run.usable:
             continue                               # recorded once by the builder
         epochs = sorted(run.cfg.train.save_embeddings_epochs)
+        if not epochs:
+            skipped.append({**key._asdict(), "epoch": None, "panel": "all", "variant": "", "view": "", "last": True,
+                            "reason": "the run saves no embeddings (train.save_embeddings_epochs is empty)"})
         for epoch in epochs:
             try:
                 emb = run.embeddings(epoch)
             except FileNotFoundError as exc:
                 skipped.append({**key._asdict(), "epoch": epoch, "panel": "all", "variant": "", "view": "",
-                                "reason": str(exc)})
+                                "last": epoch == epochs[-1], "reason": str(exc)})
                 continue
             for panel, variant, view, t, why in _panels(key, emb, bool(run.cfg.data.standin), p, data_dir, cache):
                 ids = {**key._asdict(), "panel": panel, "variant": variant, "view": view}
                 if t is None:
-                    skipped.append({**ids, "epoch": epoch, "reason": why})
+                    skipped.append({**ids, "epoch": epoch, "last": epoch == epochs[-1], "reason": why})
                     continue
                 if epoch == epochs[-1]:
                     buckets.append(t.assign(**ids))
@@ -232,11 +237,9 @@ def frames(runs: dict[Key, Any], p: Params) -> dict[str, pd.DataFrame]:
     last = valid[valid["last"].astype(bool)]
     table = effect_table(last, by).rename(columns={"effect": "spearman_rho"}) if len(last) else last
     by_epoch = effect_table(valid, (*by, "epoch")) if len(valid) else valid
-    sk = pd.DataFrame(skipped)
-    if len(sk):  # a panel missing at the last epoch is what the checks report; earlier epochs only in notes
-        last_epoch = {k: max(r.cfg.train.save_embeddings_epochs) for k, r in runs.items() if r.usable}
-        sk["last"] = [e == last_epoch.get(Key(d, m, s)) for d, m, s, e in zip(sk.dataset, sk.method, sk.seed, sk.epoch)]
-    return {"": table, "by_epoch": by_epoch, "buckets": bt, "trend": tt.drop(columns="last"), "_skipped": sk}
+    # `last`: the run's last saved epoch, the one the checks use (a panel missing there is what the
+    # checks report; one missing only at an earlier epoch is a note)
+    return {"": table, "by_epoch": by_epoch, "buckets": bt, "trend": tt, "_skipped": pd.DataFrame(skipped)}
 
 
 def _expected(p: Params):
@@ -257,10 +260,10 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
     seed at the run's last saved epoch (claim: > 0 for kNN accuracy and human agreement, < 0 for
     CIFAR-10H entropy); the earlier epochs are the ``by_epoch`` table and the ``effect`` figure."""
     tt, sk = frames["trend"], frames["_skipped"]
-    if len(tt):  # the checks rest on each run's last saved epoch (the end of training)
-        tt = tt[tt.epoch == tt.groupby(["dataset", "method", "seed"]).epoch.transform("max")]
+    if len(tt):  # the checks rest on each run's last saved epoch (the end of training), never an earlier one
+        tt = tt[tt["last"].astype(bool)]
     if len(sk):
-        sk = sk[sk["last"]]
+        sk = sk[sk["last"].astype(bool)]
     out = []
     for panel, v, ds, m, view in _expected(p):
         sel = lambda f: f[(f.panel == panel) & (f.variant == v) & (f.dataset == ds) & (f.method == m)  # noqa: E731
@@ -273,7 +276,8 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
             claim, test = "norm-human", f"{who}, train ({view}): human-label agreement vs norm bucket"
         else:
             claim, test = "norm-human", f"{who}, test (un-augmented): CIFAR-10H entropy vs norm bucket"
-        reasons = sorted(set(sel(sk)["reason"])) if len(sk) else []
+        whole_run = sk[(sk.panel == "all") & (sk.dataset == ds) & (sk.method == m)] if len(sk) else sk
+        reasons = sorted(set(sel(sk)["reason"]) | set(whole_run["reason"])) if len(sk) else []
         detail = (f"epoch {sorted(set(sub.epoch.tolist()))}, buckets per seed {sub.buckets.tolist()}, images per seed "
                   f"{sub.samples.tolist()}" if len(sub)
                   else "not evaluated: " + ("; ".join(reasons) if reasons else "no finished run"))
@@ -285,7 +289,8 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
 
 def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
     """``""``: first kNN variant, shown training view; ``<variant>``: other kNN variants;
-    ``<view>``: the other training view (kNN and agreement). Line = mean over seeds, dots = seeds."""
+    ``<view>``: the other training view (kNN and agreement). Line = mean over seeds, dots = seeds.
+    ``effect``: each panel's trend (Spearman rho) against the epoch, when the runs save several."""
     bt = frames["buckets"]
     if not len(bt):
         return {}
@@ -310,9 +315,10 @@ def _effect_figure(be: pd.DataFrame, p: Params) -> plt.Figure:
         shown = {ds: "test" if panel == "entropy" else p.views(ds)[0] for ds in p.datasets}
         sel = sel[[v == shown[d] for d, v in zip(sel.dataset, sel.view)]]
         if len(sel):
-            name = sel.method.map(METHOD_LABELS) + (" " + sel.dataset.map(DATASET_LABELS) if len(p.datasets) > 1 else "")
-            plot_effect_by_epoch(ax, sel.assign(line=name), "line",
-                                 colors={METHOD_LABELS[m]: METHOD_COLORS[m] for m in p.methods}, unit="Spearman rho")
+            sel = sel.assign(line=sel.method.map(METHOD_LABELS)
+                             + (" " + sel.dataset.map(DATASET_LABELS) if len(p.datasets) > 1 else ""))
+            colors = dict(zip(sel.line, sel.method.map(METHOD_COLORS)))
+            plot_effect_by_epoch(ax, sel, "line", colors=colors, unit="Spearman rho")
             ax.legend(fontsize="x-small")
         else:
             ax.text(0.5, 0.5, "not drawn (see REPORT.md)", ha="center", va="center", transform=ax.transAxes)
@@ -378,9 +384,12 @@ def notes(frames: dict[str, pd.DataFrame], p: Params) -> list[str]:
                 f"ep {int(r.epoch)} {r.effect:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" for r in g.sort_values("epoch").itertuples()))
     sk = frames["_skipped"]
     if len(sk):
-        for reason, g in sk.groupby("reason"):
-            parts = sorted({f"{r.panel}/{r.method}/{r.dataset}" for r in g.itertuples()})
-            out.append(f"Not drawn ({', '.join(parts)}): {reason}")
+        for last, head in ((True, "Not drawn"), (False, "Missing at earlier epochs only")):
+            part = sk[sk["last"].astype(bool) == last]
+            for reason, g in part.groupby("reason"):
+                runs = sorted({f"{r.panel}/{r.method}/{r.dataset}" for r in g.itertuples()})
+                when = "" if last else f", epochs {sorted({int(e) for e in g.epoch})}"
+                out.append(f"{head} ({', '.join(runs)}{when}): {reason}")
     return out
 
 

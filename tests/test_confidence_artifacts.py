@@ -202,6 +202,18 @@ def test_fig4_trend_at_every_saved_epoch_and_checks_at_the_last(monkeypatch):
     assert set(fr2["by_epoch"].epoch) == {2} and set(sk[sk.panel == "all"].epoch) == {0}
     assert sk[sk.panel == "all"].reason.str.contains("no embeddings at epoch 0").all()
     assert [c.verdict for c in fig4.checks(fr2, p) if c.claim == "norm-knn"] == ["holds"]
+    # the last epoch (2) missing: the check is not run (never decided on epoch 0), and says why
+    specs = fig4.runs(plan, p)
+    fr3 = fig4.frames({k: FakeRun(s, {0: _flat(_knn_splits(rng, 600, 1.0))}) for k, s in specs.items()}, p)
+    knn3 = [c for c in fig4.checks(fr3, p) if c.claim == "norm-knn"]
+    assert [c.verdict for c in knn3] == ["not run"] and "no embeddings at epoch 2" in knn3[0].detail
+    assert set(fr3["by_epoch"].epoch) == {0} and not len(fr3[""])
+    assert any(n.startswith("Not drawn") and "epoch 2" in n for n in fig4.notes(fr3, p))
+    # a run that saves no embeddings at all: not run, with the reason
+    bare = {k: FakeRun(s.__class__(s.label, s.cfg.replace({"train": {"save_embeddings_epochs": []}})), {})
+            for k, s in specs.items()}
+    knn4 = [c for c in fig4.checks(fig4.frames(bare, p), p) if c.claim == "norm-knn"]
+    assert [c.verdict for c in knn4] == ["not run"] and "saves no embeddings" in knn4[0].detail
 
 
 def test_fig4_vector_p_is_the_predictor_output(monkeypatch):

@@ -54,20 +54,21 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         else:
             continue
         for t in targets:
-            # `import a.b.c` also imports a and a.b; keep the deepest project module named
-            while t and t not in modules:
+            while t and t not in modules:      # the deepest project module named
                 t = t.rpartition(".")[0]
-            if t and t != name:
-                found.add(t)
+            # importing a.b.c also runs a/__init__ and a/b/__init__: an edge to each package above
+            # it, except the packages that hold the importing module (already initialising)
+            while t:
+                if t != name and not name.startswith(t + "."):
+                    found.add(t)
+                t = t.rpartition(".")[0]
     return found
 
 
 def _graph() -> dict[str, set[str]]:
+    """Module -> the project modules its import statements run (anywhere in the file)."""
     modules = _module_files()
-    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
-    # a package's __init__ importing its own submodules is how Python packages work, not a circle:
-    # drop the edges from a package to its submodules (the submodules' edges to the package stay)
-    return {name: {d for d in deps if not d.startswith(name + ".")} for name, deps in graph.items()}
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
 
 
 def test_the_import_graph_reader_finds_a_function_level_circle(tmp_path, monkeypatch):
@@ -81,6 +82,25 @@ def test_the_import_graph_reader_finds_a_function_level_circle(tmp_path, monkeyp
     monkeypatch.setitem(PACKAGES, "reproduce", tmp_path / "nothing")
     with pytest.raises(graphlib.CycleError):
         list(graphlib.TopologicalSorter(_graph()).static_order())
+
+
+def test_the_import_graph_reader_finds_a_circle_through_a_package_init(tmp_path, monkeypatch):
+    """config -> data.sources runs data/__init__, which imports data.prepare, which imports config:
+    Python fails with "partially initialized module"; the reader must see the circle."""
+    pkg = tmp_path / "embedding_norms"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "data" / "__init__.py").write_text("from .prepare import x\n")
+    (pkg / "data" / "prepare.py").write_text("from ..config import y\nx = 1\n")
+    (pkg / "data" / "sources.py").write_text("z = 1\n")
+    (pkg / "config.py").write_text("from .data.sources import z\ny = 2\n")
+    monkeypatch.setitem(PACKAGES, "embedding_norms", pkg)
+    monkeypatch.setitem(PACKAGES, "reproduce", tmp_path / "nothing")
+    with pytest.raises(graphlib.CycleError):
+        list(graphlib.TopologicalSorter(_graph()).static_order())
+    # without the package's own import of prepare there is no circle
+    (pkg / "data" / "__init__.py").write_text("")
+    list(graphlib.TopologicalSorter(_graph()).static_order())
 
 
 def test_no_import_circle_in_src_or_reproduce():
