@@ -259,9 +259,8 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
     """Per panel, kNN variant, dataset, method and view: the Spearman rho of the bucket trend per
     seed at the run's last saved epoch (claim: > 0 for kNN accuracy and human agreement, < 0 for
     CIFAR-10H entropy); the earlier epochs are the ``by_epoch`` table and the ``effect`` figure."""
-    tt, sk = frames["trend"], frames["_skipped"]
-    if len(tt):  # the checks rest on each run's last saved epoch (the end of training), never an earlier one
-        tt = tt[tt["last"].astype(bool)]
+    trend, sk = frames["trend"], frames["_skipped"]
+    tt = trend[trend["last"].astype(bool)] if len(trend) else trend  # the last saved epoch, never an earlier one
     if len(sk):
         sk = sk[sk["last"].astype(bool)]
     out = []
@@ -281,10 +280,29 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
         detail = (f"epoch {sorted(set(sub.epoch.tolist()))}, buckets per seed {sub.buckets.tolist()}, images per seed "
                   f"{sub.samples.tolist()}" if len(sub)
                   else "not evaluated: " + ("; ".join(reasons) if reasons else "no finished run"))
+        side = "< 0" if panel == "entropy" else "> 0"
+        regime = f"vector {p.vector}, {view} view" + (f", kNN {v}" if v else "")
         out.append(ClaimCheck.from_effects(claim, test, "Spearman rho (bucket index vs per-bucket value)",
-                                           sub["effect"].tolist(), "< 0" if panel == "entropy" else "> 0",
-                                           f"vector {p.vector}, {view} view" + (f", kNN {v}" if v else ""), detail))
+                                           sub["effect"].tolist(), side, regime, detail))
+        if (panel != "knn" or v == p.knn_variants[0]) and view in ("test", p.views(ds)[0]):
+            change = _since_init(sel(trend) if len(trend) else trend)
+            if change is not None:
+                out.append(ClaimCheck.from_effects(
+                    claim, f"{test}: change since initialisation", "rho(last epoch) - rho(epoch 0), paired by seed",
+                    change.tolist(), side, regime, "descriptive: is the trend learned, or there in the untrained "
+                    "network? (shown, not counted in the verdict)", descriptive=True))
     return out
+
+
+def _since_init(trend: pd.DataFrame) -> Optional[pd.Series]:
+    """Per seed, rho at the last saved epoch minus rho at epoch 0 (the untrained network), or None
+    when the runs did not save epoch 0."""
+    if not len(trend) or 0 not in set(trend.epoch) or not trend["last"].any() or trend[trend["last"]].epoch.min() == 0:
+        return None
+    first = trend[trend.epoch == 0].set_index("seed")["effect"]
+    last = trend[trend["last"].astype(bool)].set_index("seed")["effect"]
+    both = first.index.intersection(last.index)
+    return (last[both] - first[both]).sort_index() if len(both) else None
 
 
 def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
@@ -382,6 +400,11 @@ def notes(frames: dict[str, pd.DataFrame], p: Params) -> list[str]:
                 continue
             out.append(f"{PANELS[panel]} trend, {METHOD_LABELS[m]} {DATASET_LABELS[ds]}: " + "; ".join(
                 f"ep {int(r.epoch)} {r.effect:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" for r in g.sort_values("epoch").itertuples()))
+        if 0 in set(be.epoch):
+            out.append("Epoch 0 is the untrained network: a trend already there is not learned by the SSL training. "
+                       "The descriptive checks `change since initialisation` (rho at the last epoch minus rho at "
+                       "epoch 0, paired by seed) say how much of each trend training added; they are shown, not "
+                       "counted in the verdict, since the paper's claim is about the trained network's norms.")
     sk = frames["_skipped"]
     if len(sk):
         for last, head in ((True, "Not drawn"), (False, "Missing at earlier epochs only")):

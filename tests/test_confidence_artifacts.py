@@ -191,8 +191,13 @@ def test_fig4_trend_at_every_saved_epoch_and_checks_at_the_last(monkeypatch):
     fr = _fig4_frames(plan, p, None, by_epoch=lambda k, e: _knn_splits(rng, 600, 1.0 if e == 2 else -1.0))
     be = fr["by_epoch"].query("panel == 'knn'").set_index("epoch")
     assert be.loc[0, "ci_high"] < -0.5 and be.loc[2, "ci_low"] > 0.5 and (be.seeds == 3).all()
-    knn = [c for c in fig4.checks(fr, p) if c.claim == "norm-knn"]
+    knn = [c for c in fig4.checks(fr, p) if c.claim == "norm-knn" and not c.descriptive]
     assert len(knn) == 1 and knn[0].verdict == "holds" and "epoch [2]" in knn[0].detail
+    # the descriptive control: the trend at the last epoch minus the untrained network's (epoch 0),
+    # paired by seed; fabricated rho about -1 at epoch 0 and +1 at epoch 2 -> about +2 per seed
+    change = [c for c in fig4.checks(fr, p) if c.claim == "norm-knn" and c.descriptive]
+    assert len(change) == 1 and "since initialisation" in change[0].test and len(change[0].per_seed) == 3
+    assert all(1.0 < d <= 2.0 for d in change[0].per_seed) and change[0].verdict == "holds"
     assert fr[""].spearman_rho.iloc[0] == pytest.approx(be.loc[2, "effect"])
     assert "effect" in fig4.figures(fr, p)
     assert any("trend, SimCLR" in n and "ep 0 -" in n for n in fig4.notes(fr, p))
