@@ -198,8 +198,8 @@ def _panels(key: Key, emb: dict, standin: bool, p: Params, data_dir: Optional[st
 
 
 def frames(runs: dict[Key, Any], p: Params) -> dict[str, pd.DataFrame]:
-    """``""``: mean Spearman rho of each bucket trend over seeds with its interval, at each run's last
-    saved epoch (the end of training, as the paper's Figure 4); ``by_epoch``: the same at every saved
+    """``""``: mean Spearman rho of each bucket trend over seeds with its interval, at the end of
+    training (each run's last epoch, as the paper's Figure 4); ``by_epoch``: the same at every saved
     epoch (effect against training length); ``buckets``: per-bucket values of every run at its last
     epoch (long); ``trend``: rho per seed and epoch; ``_skipped``: panels not drawn."""
     data_dir, cache = _data_dir(runs), {}
@@ -207,26 +207,27 @@ def frames(runs: dict[Key, Any], p: Params) -> dict[str, pd.DataFrame]:
     for key, run in runs.items():
         if not run.usable:
             continue                               # recorded once by the builder
-        epochs = sorted(run.cfg.train.save_embeddings_epochs)
-        if not epochs:
-            skipped.append({**key._asdict(), "epoch": None, "panel": "all", "variant": "", "view": "", "last": True,
-                            "reason": "the run saves no embeddings (train.save_embeddings_epochs is empty)"})
+        epochs, end = sorted(set(run.cfg.train.save_embeddings_epochs)), run.cfg.train.epochs
+        if end not in epochs:  # the checks need the end of training; earlier epochs still go to by_epoch
+            skipped.append({**key._asdict(), "epoch": end, "panel": "all", "variant": "", "view": "", "last": True,
+                            "reason": f"the run saves no embeddings at the end of training (epoch {end}; "
+                                      f"train.save_embeddings_epochs = {epochs})"})
         for epoch in epochs:
             try:
                 emb = run.embeddings(epoch)
             except FileNotFoundError as exc:
                 skipped.append({**key._asdict(), "epoch": epoch, "panel": "all", "variant": "", "view": "",
-                                "last": epoch == epochs[-1], "reason": str(exc)})
+                                "last": epoch == end, "reason": str(exc)})
                 continue
             for panel, variant, view, t, why in _panels(key, emb, bool(run.cfg.data.standin), p, data_dir, cache):
                 ids = {**key._asdict(), "panel": panel, "variant": variant, "view": view}
                 if t is None:
-                    skipped.append({**ids, "epoch": epoch, "last": epoch == epochs[-1], "reason": why})
+                    skipped.append({**ids, "epoch": epoch, "last": epoch == end, "reason": why})
                     continue
-                if epoch == epochs[-1]:
+                if epoch == end:
                     buckets.append(t.assign(**ids))
                 tr = bucket_trend(t, "value")
-                trends.append({**ids, "epoch": epoch, "last": epoch == epochs[-1], "effect": tr["rho"],
+                trends.append({**ids, "epoch": epoch, "last": epoch == end, "effect": tr["rho"],
                                "buckets": int(tr["n_buckets"]), "samples": int(t["count"].sum())})
     cols = ["panel", "variant", "dataset", "method", "view", "seed", "bucket", "lo", "hi", "mid", "count", "value"]
     bt = pd.concat(buckets, ignore_index=True)[cols] if buckets else pd.DataFrame(columns=cols)
@@ -237,8 +238,8 @@ def frames(runs: dict[Key, Any], p: Params) -> dict[str, pd.DataFrame]:
     last = valid[valid["last"].astype(bool)]
     table = effect_table(last, by).rename(columns={"effect": "spearman_rho"}) if len(last) else last
     by_epoch = effect_table(valid, (*by, "epoch")) if len(valid) else valid
-    # `last`: the run's last saved epoch, the one the checks use (a panel missing there is what the
-    # checks report; one missing only at an earlier epoch is a note)
+    # `last`: the end of training (train.epochs), the epoch the checks use; a panel missing there is
+    # what the checks report, one missing only at an earlier epoch is a note
     return {"": table, "by_epoch": by_epoch, "buckets": bt, "trend": tt, "_skipped": pd.DataFrame(skipped)}
 
 
@@ -257,10 +258,11 @@ def _expected(p: Params):
 
 def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
     """Per panel, kNN variant, dataset, method and view: the Spearman rho of the bucket trend per
-    seed at the run's last saved epoch (claim: > 0 for kNN accuracy and human agreement, < 0 for
-    CIFAR-10H entropy); the earlier epochs are the ``by_epoch`` table and the ``effect`` figure."""
+    seed at the end of training, the run's last epoch, which it must save (claim: > 0 for kNN accuracy
+    and human agreement, < 0 for CIFAR-10H entropy); the earlier epochs are the ``by_epoch`` table and
+    the ``effect`` figure."""
     trend, sk = frames["trend"], frames["_skipped"]
-    tt = trend[trend["last"].astype(bool)] if len(trend) else trend  # the last saved epoch, never an earlier one
+    tt = trend[trend["last"].astype(bool)] if len(trend) else trend  # the end of training, never an earlier epoch
     if len(sk):
         sk = sk[sk["last"].astype(bool)]
     out = []
@@ -295,7 +297,7 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
 
 
 def _since_init(trend: pd.DataFrame) -> Optional[pd.Series]:
-    """Per seed, rho at the last saved epoch minus rho at epoch 0 (the untrained network), or None
+    """Per seed, rho at the end of training minus rho at epoch 0 (the untrained network), or None
     when the runs did not save epoch 0."""
     if not len(trend) or 0 not in set(trend.epoch) or not trend["last"].any() or trend[trend["last"]].epoch.min() == 0:
         return None
@@ -389,8 +391,8 @@ def notes(frames: dict[str, pd.DataFrame], p: Params) -> list[str]:
            + f" (the main figure shows `{p.knn_variants[0]}`). Training views ({views}); the released ImageNet-100 "
            "embeddings are un-augmented, the CIFAR ones one augmented view. Minimum bucket sizes: kNN "
            f"{p.min_count_knn}, agreement {p.min_count_agreement}, CIFAR-10H entropy {p.min_count_entropy} (as "
-           "released). Checks: Spearman rho of bucket index vs value per seed, t-interval over seeds, at each "
-           "run's last saved epoch."]
+           "released). Checks: Spearman rho of bucket index vs value per seed, t-interval over seeds, at the "
+           "end of training (each run's last epoch; a run that does not save it is not run)."]
     be = frames["by_epoch"]
     if len(be) and be.epoch.nunique() > 1:
         out.append(f"Against training length (table `by_epoch`, figure `_effect`), epochs {sorted(int(e) for e in be.epoch.unique())}, "

@@ -218,7 +218,13 @@ def test_fig4_trend_at_every_saved_epoch_and_checks_at_the_last(monkeypatch):
     bare = {k: FakeRun(s.__class__(s.label, s.cfg.replace({"train": {"save_embeddings_epochs": []}})), {})
             for k, s in specs.items()}
     knn4 = [c for c in fig4.checks(fig4.frames(bare, p), p) if c.claim == "norm-knn"]
-    assert [c.verdict for c in knn4] == ["not run"] and "saves no embeddings" in knn4[0].detail
+    assert [c.verdict for c in knn4] == ["not run"] and "saves no embeddings at the end of training" in knn4[0].detail
+    # a run saving epoch 0 only: the untrained network is never counted as the end of training
+    early = {k: FakeRun(s.__class__(s.label, s.cfg.replace({"train": {"save_embeddings_epochs": [0]}})),
+                        {0: _flat(_knn_splits(rng, 600, 1.0))}) for k, s in specs.items()}
+    fr5 = fig4.frames(early, p)
+    assert [c.verdict for c in fig4.checks(fr5, p) if c.claim == "norm-knn"] == ["not run"]
+    assert set(fr5["by_epoch"].epoch) == {0}
 
 
 def test_fig4_vector_p_is_the_predictor_output(monkeypatch):

@@ -229,6 +229,8 @@ def test_wrong_type_is_named(key, value, fragment):
     ({"train.epochs": -1}, "train.epochs must be a positive number of epochs, got -1"),
     ({"train.epochs": 0}, "train.epochs must be a positive number of epochs"),
     ({"train.epochs": 4, "train.eval_epochs": [0, 8]}, "contains epoch 8 outside 0..4"),
+    ({"train.save_embeddings_epochs": [0, 2, 2]}, "lists epoch(s) [2] more than once"),
+    ({"train.eval_epochs": [0, 0, 2]}, "train.eval_epochs lists epoch(s) [0] more than once"),
     ({"optim.lr": 0}, "optim.lr must be > 0"),
     ({"optim.momentum": 1.0}, "optim.momentum must be in [0, 1)"),
     ({"optim.weight_decay": -1e-4}, "optim.weight_decay must be >= 0"),

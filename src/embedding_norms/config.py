@@ -354,6 +354,9 @@ def _check_values(cfg: RunConfig, source: str) -> None:
     need(t.epochs >= 1, "train.epochs", f"must be a positive number of epochs, got {t.epochs}")
     for ep in t.eval_epochs + t.save_embeddings_epochs:
         need(0 <= ep <= t.epochs, "train.eval_epochs/save_embeddings_epochs", f"contains epoch {ep} outside 0..{t.epochs} (train.epochs)")
+    for key, eps in (("train.eval_epochs", t.eval_epochs), ("train.save_embeddings_epochs", t.save_embeddings_epochs)):
+        dup = sorted({ep for ep in eps if list(eps).count(ep) > 1})
+        need(not dup, key, f"lists epoch(s) {dup} more than once; give each epoch once")
     need(t.seed >= 0, "train.seed", f"must be >= 0, got {t.seed}")
     need(d.subset_seed >= 0, "data.subset_seed", f"must be >= 0, got {d.subset_seed}")
     need(t.probe_size >= 10, "train.probe_size", f"must be >= 10, got {t.probe_size}")
