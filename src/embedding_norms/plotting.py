@@ -93,6 +93,8 @@ def plot_effect_by_epoch(ax: plt.Axes, table: pd.DataFrame, hue: str, colors=Non
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"effect [{unit}] (mean, 95 % CI)")
+
+
 def effect_figure(table: pd.DataFrame, unit: str, title: str) -> plt.Figure:
     """A figure of an effect against the epoch with its interval over seeds, one line per method and
     vector (``table``: rows of ``reproduce.experiments.effect_table`` with ``method`` and ``vector``)."""

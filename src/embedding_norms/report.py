@@ -22,6 +22,7 @@ from .claims import CLAIMS
 from .stats import VERDICTS, Interval, seed_interval
 from .stats import verdict as stat_verdict
 from .io import write_json, write_text
+from .speed import cpu_model
 
 
 @dataclass
@@ -215,14 +216,7 @@ def environment() -> dict[str, str]:
     # changes to the code and configs only: the outputs this very call rewrites do not count
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures",
                 ":(exclude)tables", ":(exclude)results", ":(exclude)REPORT.md", ":(exclude)outputs")
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {
         "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + (" (with uncommitted changes to the code)" if dirty else ""),

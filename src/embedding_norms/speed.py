@@ -34,15 +34,19 @@ def device_name(device: str | torch.device) -> str:
     dev = torch.device(device)
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    model = platform.processor() or platform.machine()
+    return f"cpu: {cpu_model()} x {torch.get_num_threads()} threads"
+
+
+def cpu_model() -> str:
+    """The processor model (``model name`` of ``/proc/cpuinfo``, e.g. ``AMD EPYC``), or
+    :func:`platform.processor` / :func:`platform.machine` where that file is not readable."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"cpu: {model} x {torch.get_num_threads()} threads"
+    return platform.processor() or platform.machine()
 
 
 def load_rates(path: Path = RATES_PATH) -> dict[str, Any]:
