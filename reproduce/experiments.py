@@ -124,6 +124,25 @@ def knn_curve(run) -> pd.Series:
     return pd.Series(m.knn_acc.values, index=m.epoch.values.astype(int), name=run.label)
 
 
+def knn_gain(run) -> float:
+    """kNN gain of a run in points: accuracy at its last evaluation epoch minus at epoch 0 (the
+    BatchNorm-recalibrated untrained network); NaN when either is missing (the learning gate,
+    :func:`embedding_norms.stats.learning_gate`, then counts the run as not learned)."""
+    curve = knn_curve(run)
+    if 0 not in curve.index or len(curve) < 2:
+        return float("nan")
+    return float(curve.iloc[-1] - curve.loc[0])
+
+
+def gate(runs) -> Optional[str]:
+    """The learning gate over run handles: None when every run gained at least
+    :data:`~embedding_norms.stats.LEARNING_GATE_POINTS` kNN points over epoch 0, else the reason
+    for the verdict "not testable" (see :func:`embedding_norms.stats.learning_gate`)."""
+    from embedding_norms.stats import learning_gate
+
+    return learning_gate({r.label: knn_gain(r) for r in runs})
+
+
 def state_of(run) -> str:
     """'done', 'diverged (epoch N)', 'collapsed (epoch N)', 'failed', ... for tables."""
     st = run.status

@@ -292,11 +292,12 @@ HAND_CONFIG = {
     "train": {"epochs": 16, "seed": 7, "eval_epochs": [0, 1, 2, 4, 8, 16], "save_embeddings_epochs": [16],
               "probe_size": 1000, "linear_probe": False, "precision": "fp32", "compile": False},
     "eval": {"knn_k": 200, "knn_temperature": 0.1, "novel": "heldout", "linear_probe_epochs": 100,
-             "linear_probe_variant": "logistic", "linear_probe_lr": None, "linear_probe_sgd_epochs": None},
+             "linear_probe_variant": "logistic", "linear_probe_lr": None, "linear_probe_sgd_epochs": None,
+             "knn_k_scaled": False, "epoch0_batchnorm": "recalibrated"},
 }
 #: sha256 of json.dumps(HAND_CONFIG, sort_keys=True, separators=(",", ":")), first 10 hex digits,
 #: computed by hand from the dict above (not from RunConfig.hash()).
-HAND_HASH = "3bec80ceca"
+HAND_HASH = "c970061ca9"
 
 
 def _reordered(d):

@@ -222,6 +222,9 @@ class EvalConfig:
 
     Attributes:
         knn_k, knn_temperature: weighted kNN (InstDisc) on the backbone representation h.
+        knn_k_scaled: scale ``knn_k`` with the memory bank (issue 19): ``k = max(10,
+            round(knn_k * N_bank / 50 000))``, the released monitor's share of its 50 000-image
+            bank (200 / 50 000 = 0.4 %); reduced profiles set it (3000 images: k = 12).
         novel: images saved as the "novel" split with the embeddings: ``heldout`` (test images
             of the classes not in ``data.classes``), or a dataset name (e.g. ``cifar100``),
             or ``None``.
@@ -234,15 +237,21 @@ class EvalConfig:
             (0.1 SimCLR, 0.5 SimSiam/BYOL).
         linear_probe_sgd_epochs: epochs of the ``released`` probe; ``None`` = released value
             (2; BYOL 8).
+        epoch0_batchnorm: BatchNorm running statistics of the untrained network's evaluation
+            (epoch 0): ``recalibrated`` (set from training images, issue 19:
+            :func:`embedding_norms.evaluate.recalibrated_batchnorm`) or ``initial`` (mean 0,
+            variance 1: every BatchNorm an identity in eval mode, the earlier behaviour).
     """
 
     knn_k: int = 200
     knn_temperature: float = 0.1
+    knn_k_scaled: bool = False
     novel: Optional[str] = None
     linear_probe_epochs: int = 100
     linear_probe_variant: Literal["logistic", "released"] = "logistic"
     linear_probe_lr: Optional[float] = None
     linear_probe_sgd_epochs: Optional[int] = None
+    epoch0_batchnorm: Literal["recalibrated", "initial"] = "recalibrated"
 
 
 @dataclass(frozen=True)

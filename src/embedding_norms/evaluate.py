@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -47,6 +48,65 @@ def embed(model: SSLModel, images: torch.Tensor, device: torch.device, batch_siz
     return {k: torch.cat(v) if v else torch.empty(0) for k, v in out.items()}
 
 
+#: BatchNorm layer types whose running statistics :func:`recalibrated_batchnorm` sets.
+_BATCHNORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+
+
+@contextlib.contextmanager
+@torch.no_grad()
+def recalibrated_batchnorm(model: SSLModel, images: torch.Tensor, device: torch.device, batch_size: int,
+                           augment: Optional[SSLAugment] = None, generator: Optional[torch.Generator] = None,
+                           max_batches: int = 50) -> Iterator[None]:
+    """Inside the ``with`` block, every BatchNorm of the online network (backbone, projector,
+    predictor) holds running statistics measured on ``images``; on exit the previous buffers are
+    restored, so training and later evaluations are exactly as without the block.
+
+    Why: an untrained network's running statistics are the initial (mean 0, variance 1), so in
+    eval mode every BatchNorm is an identity and the "epoch 0" network evaluated by :func:`embed`
+    is one that never exists in training (issue 19). Here each layer's statistics are the
+    cumulative average (``momentum=None``) over up to ``max_batches`` train-mode forward passes of
+    ``batch_size`` images (one augmented view each when ``augment`` is given, as in training),
+    without gradients. Evaluated on the same single batch, the eval-mode outputs then equal the
+    train-mode outputs up to the unbiased/biased variance factor ``n / (n - 1)`` per layer.
+
+    Args:
+        model: the network (its train/eval mode is restored on exit; weights are never changed).
+        images: uint8 ``(N, 3, H, W)`` training images, used in order (shuffle beforehand).
+        batch_size: images per forward pass (the training micro-batch, so that batch statistics
+            are those training sees).
+        augment, generator: the training augmentation and its generator (None: un-augmented).
+        max_batches: cap on forward passes (``paper`` scale: 50 x 128 images).
+
+    Raises:
+        ValueError: ``batch_size < 2`` (batch statistics need two images) or no images.
+    """
+    if batch_size < 2 or len(images) < 2:
+        raise ValueError(f"BatchNorm recalibration needs batches of >= 2 images, got batch_size={batch_size} "
+                         f"and {len(images)} images")
+    online = [m for name, m in model.named_modules() if isinstance(m, _BATCHNORMS) and not name.startswith("target")]
+    saved = [(m, m.momentum, {k: b.clone() for k, b in m.named_buffers()}) for m in online]
+    was_training = model.training
+    try:
+        for m in online:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the recalibration batches
+        model.train()
+        for i in range(0, min(len(images), max_batches * batch_size), batch_size):
+            chunk = images[i:i + batch_size]
+            if len(chunk) < 2:
+                break
+            x = augment(chunk, generator, device) if augment is not None else to_float(chunk.to(device))
+            model(x)
+        model.train(was_training)
+        yield
+    finally:
+        for m, momentum, buffers in saved:
+            m.momentum = momentum
+            for k, b in m.named_buffers():
+                b.copy_(buffers[k])
+        model.train(was_training)
+
+
 def knn_predict(query: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int,
                 k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> torch.Tensor:
     """Weighted kNN classifier of InstDisc (Wu et al. 2018), as in the released ``knn_monitor``.
@@ -75,6 +135,13 @@ def knn_predict(query: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tens
         scores.scatter_add_(1, lab, (w / temperature).exp())
         preds.append(scores.argmax(1))
     return torch.cat(preds)
+
+
+def scaled_knn_k(k: int, bank_size: int, full_bank: int = 50_000, minimum: int = 10) -> int:
+    """``k`` of the weighted kNN for a bank of ``bank_size`` images that keeps the released
+    monitor's share of neighbours (``k`` of a ``full_bank``-image bank): ``max(minimum,
+    round(k * bank_size / full_bank))``, capped at ``bank_size``. 200 of 50 000 -> 12 of 3000."""
+    return min(bank_size, max(minimum, round(k * bank_size / full_bank)))
 
 
 def knn_accuracy(query: torch.Tensor, query_labels: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor,

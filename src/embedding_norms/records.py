@@ -12,7 +12,7 @@ import torch
 
 from .config import RunConfig
 from .data import RunData, SSLAugment
-from .evaluate import embed, knn_accuracy, norm_summary
+from .evaluate import embed, knn_accuracy, norm_summary, scaled_knn_k
 from .health import Diverged, health_columns
 from .integrity import float16_or_32, save_npz_checked
 from .models import SSLModel
@@ -26,6 +26,7 @@ def norm_records(model: SSLModel, data: RunData, device: torch.device, epoch: in
     for key, n in norms.items():
         for stat, v in norm_summary(n).items():
             row[f"{key}_norm_{stat}"] = v
+    row.update(final_batchnorm_columns(model, out["h"], device))
     row.update(health_columns(out, model.predictor is not None, knn, data.num_classes))
     labels = data.probe.labels.numpy()
     per_class = []
@@ -37,11 +38,37 @@ def norm_records(model: SSLModel, data: RunData, device: torch.device, epoch: in
     return row, per_class
 
 
+@torch.no_grad()
+def final_batchnorm_columns(model: SSLModel, h: torch.Tensor, device: torch.device) -> dict[str, float]:
+    """What a projector that ends in BatchNorm fixes about ``||z||`` (issue 19).
+
+    In eval mode such a projector outputs ``z_j = gamma_j * (u_j - mu_j) / sigma_j + beta_j`` of the
+    last Linear's output ``u``, so ``||z||`` is about ``||gamma||_2`` (sqrt(d) |gamma| for equal
+    gammas; 22.6 for d = 512 at initialisation) whatever ``u`` does. Returns ``z_bn_gamma_norm``
+    (``||gamma||_2`` of that BatchNorm), ``z_bn_beta_norm`` and ``z_pre_bn_norm_mean`` (mean
+    ``||u||`` over the probe images ``h``: ``(N, d_h)``, eval mode); ``{}`` for a projector
+    without a final BatchNorm (SimCLR).
+    """
+    bn = model.projector[-1]
+    if not isinstance(bn, torch.nn.BatchNorm1d):
+        return {}
+    was_training = model.training
+    model.eval()
+    try:
+        u = torch.cat([model.projector[:-1](h[i:i + 1024].to(device)).float().cpu() for i in range(0, len(h), 1024)])
+    finally:
+        model.train(was_training)
+    return {"z_bn_gamma_norm": float(bn.weight.detach().float().norm()),
+            "z_bn_beta_norm": float(bn.bias.detach().float().norm()),
+            "z_pre_bn_norm_mean": float(u.norm(dim=1).mean())}
+
+
 def knn(model: SSLModel, data: RunData, cfg: RunConfig, device: torch.device) -> float:
     bank = embed(model, data.train.images, device)["h"]
     query = embed(model, data.test.images, device)["h"]
-    return knn_accuracy(query, data.test.labels, bank, data.train.labels, data.num_classes,
-                        cfg.eval.knn_k, cfg.eval.knn_temperature)
+    k = scaled_knn_k(cfg.eval.knn_k, len(bank)) if cfg.eval.knn_k_scaled else cfg.eval.knn_k
+    return knn_accuracy(query, data.test.labels, bank, data.train.labels, data.num_classes, k,
+                        cfg.eval.knn_temperature)
 
 
 def save_embeddings(model: SSLModel, data: RunData, cfg: RunConfig, device: torch.device, path: Path) -> None:

@@ -83,12 +83,19 @@ class ClaimCheck:
     @classmethod
     def from_effects(cls, claim: str, test: str, statistic: str, per_seed, direction: str = "> 0",
                      regime: str = "", detail: str = "", interval: Optional[Interval] = None,
-                     descriptive: bool = False) -> "ClaimCheck":
+                     descriptive: bool = False, untestable: Optional[str] = None) -> "ClaimCheck":
         """A seeded check from per-seed effects (t-interval over seeds, or ``interval`` when given,
-        e.g. :func:`embedding_norms.stats.combined_interval` for per-image statistics)."""
+        e.g. :func:`embedding_norms.stats.combined_interval` for per-image statistics).
+
+        ``untestable``: the reason of :func:`embedding_norms.stats.learning_gate` when the runs
+        compared did not learn; the verdict is then "not testable" (effect and interval are still
+        shown) and the reason leads the detail."""
         values = [None if v is None else float(v) for v in per_seed]
         iv = interval if interval is not None else seed_interval([v for v in values if v is not None])
-        return cls(claim, test, statistic, iv.mean, direction, stat_verdict(iv, direction),
+        v = stat_verdict(iv, direction)
+        if untestable and v != "not run":
+            v, detail = "not testable", f"{untestable}; {detail}" if detail else untestable
+        return cls(claim, test, statistic, iv.mean, direction, v,
                    iv.low, iv.high, iv.n, values, regime, detail, iv.method, descriptive)
 
     @classmethod

@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Literal, Optional, Sequence
+from typing import Iterable, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 from scipy import stats as sps
 
 #: The fixed vocabulary of verdicts.
-VERDICTS = ("holds", "contradicted", "inconclusive", "not run")
+VERDICTS = ("holds", "contradicted", "inconclusive", "not testable", "not run")
+
+#: The learning gate (issue 19): a check whose claim presupposes a trained network is decided only
+#: when every run it is gated on gained at least this many kNN points over its (BatchNorm-
+#: recalibrated) epoch 0; otherwise its verdict is "not testable".
+LEARNING_GATE_POINTS = 5.0
 Direction = Literal["> 0", "< 0"]
 
 
@@ -135,6 +140,27 @@ def combined_interval(estimates: Sequence[float], bootstrap_se: Sequence[float],
     half = float(sps.t.ppf((1 + level) / 2, df=n - 1)) * math.sqrt(var)
     return Interval(mean, mean - half, mean + half, n, level,
                     f"t-interval over {n} seeds, seed spread + per-seed bootstrap variance")
+
+
+def learning_gate(gains: Mapping[str, float], threshold: float = LEARNING_GATE_POINTS) -> Optional[str]:
+    """Why a check cannot be decided because its networks did not learn, or None when it can.
+
+    Args:
+        gains: kNN gain in points (last evaluation epoch minus epoch 0) of every run the check is
+            gated on, keyed by a run label; a NaN/None gain (no kNN) counts as not learned.
+        threshold: the least gain in points every run must reach (:data:`LEARNING_GATE_POINTS`).
+
+    Returns:
+        None when every gain is >= ``threshold``; else the reason (the runs below it and their
+        gains), to be stored as the check's detail with the verdict "not testable". An empty
+        ``gains`` returns None (nothing to gate: the check has no runs and will be "not run").
+    """
+    low = {k: v for k, v in gains.items() if v is None or not math.isfinite(v) or v < threshold}
+    if not low:
+        return None
+    shown = ", ".join(f"{k} {v:+.1f}" if v is not None and math.isfinite(v) else f"{k} n/a" for k, v in low.items())
+    return (f"not testable: {len(low)} of {len(gains)} gated run(s) gained less than {threshold:g} kNN points "
+            f"over epoch 0 ({shown})")
 
 
 def verdict(interval: Optional[Interval], direction: Direction = "> 0") -> str:

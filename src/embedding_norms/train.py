@@ -13,6 +13,7 @@ Command line (one run), in :mod:`embedding_norms.train_cli`::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -30,7 +31,7 @@ from . import provenance
 from .checkpoints import is_checkpoint_epoch, load_checkpoint, resume, save_checkpoint  # noqa: F401 (re-exported)
 from .data import DataError, SSLAugment, prepare_data
 from .data.sources import data_source
-from .evaluate import RELEASED_PROBE, linear_probe, linear_probe_released
+from .evaluate import RELEASED_PROBE, linear_probe, linear_probe_released, recalibrated_batchnorm
 from .health import Diverged, Verdict, collapse, divergence
 from .io import write_json
 from .models import SSLModel
@@ -190,6 +191,20 @@ def train_steps(model: SSLModel, opt: torch.optim.Optimizer, images: torch.Tenso
     return losses, lr, global_step
 
 
+def epoch0_batchnorm(cfg: RunConfig, model: SSLModel, images: torch.Tensor, aug: SSLAugment,
+                     device: torch.device):
+    """The context in which the untrained network (epoch 0) is evaluated: BatchNorm statistics
+    recalibrated on augmented training views (``eval.epoch0_batchnorm = recalibrated``: up to 50
+    training micro-batches drawn with a generator of their own, so the training stream is not
+    touched; the buffers are restored afterwards), or the initial statistics (``initial``)."""
+    if cfg.eval.epoch0_batchnorm == "initial":
+        return contextlib.nullcontext()
+    g = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + 999_983)
+    bs = cfg.optim.batch_size
+    order = torch.randperm(len(images), generator=g)[:50 * bs].to(images.device)
+    return recalibrated_batchnorm(model, images[order], device, bs, aug, g)
+
+
 def _setup_logging(run_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -309,7 +324,8 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
             save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", state)
 
     if start_epoch == 0 and not rows:
-        verdict = record(0, float("nan"), 0.0, 0.0)
+        with epoch0_batchnorm(cfg, model, train_images, aug, device):
+            verdict = record(0, float("nan"), 0.0, 0.0)
         if verdict is not None:
             return unhealthy(verdict)
 
