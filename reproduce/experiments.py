@@ -221,6 +221,36 @@ def norm_column(vector: str, stat: str = "mean") -> str:
     return f"{vector}_norm_{stat}"
 
 
+#: Metrics columns of a projector that ends in BatchNorm (SimSiam, BYOL): ``||gamma||_2`` of that
+#: BatchNorm and the mean norm of its input (the last Linear's output), recorded beside ``||z||``.
+FINAL_BN_COLUMNS = {"gamma_norm": "z_bn_gamma_norm", "pre_bn_norm": "z_pre_bn_norm_mean"}
+
+
+def final_bn_values(row) -> dict[str, float]:
+    """``gamma_norm`` and ``pre_bn_norm`` of a metrics row (NaN for a projector without a final
+    BatchNorm, i.e. SimCLR, or a run recorded before these columns existed)."""
+    return {k: float(row[c]) if c in row and row[c] == row[c] else float("nan") for k, c in FINAL_BN_COLUMNS.items()}
+
+
+def final_bn_note(long: pd.DataFrame, method: str, where: str) -> str:
+    """One sentence on how much of a z-norm effect the final BatchNorm fixes: ``||z||`` beside
+    ``||gamma||`` (and the pre-BatchNorm norm) at the first and last epoch of ``long`` (columns
+    method, vector, epoch, gamma_norm, pre_bn_norm and a norm column ``norm_mean`` or ``mean_norm``),
+    means over seeds; '' when the method's projector has no final BatchNorm."""
+    sub = long[(long.method == method) & (long.vector == "z")]
+    if not len(sub) or "gamma_norm" not in sub or sub.gamma_norm.isna().all():
+        return ""
+    col = "norm_mean" if "norm_mean" in sub else "mean_norm"
+    g = sub.groupby("epoch")[[col, "gamma_norm", "pre_bn_norm"]].mean()
+    a, b = g.index.min(), g.index.max()
+    return (f"{method} projector ends in BatchNorm ({where}): ||z|| {g.loc[a, col]:.2f} -> {g.loc[b, col]:.2f} "
+            f"beside ||gamma|| {g.loc[a, 'gamma_norm']:.2f} -> {g.loc[b, 'gamma_norm']:.2f} (epoch {a} -> {b}); in "
+            f"eval mode ||z|| is about ||gamma|| whatever the layer's input does (pre-BatchNorm norm "
+            f"{g.loc[a, 'pre_bn_norm']:.3g} -> {g.loc[b, 'pre_bn_norm']:.3g}), so a z-norm effect there is set by "
+            f"gamma, not by the mechanism of the paper; the z check is descriptive and p (the vector the loss "
+            f"normalises) decides.")
+
+
 def vectors_of(method: str) -> tuple[str, ...]:
     """The embedding vectors a method has: z (projector output) always, p (predictor output) for
     SimSiam and BYOL."""

@@ -21,7 +21,7 @@ from embedding_norms.config import METHODS
 from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, effect_figure, legend_or_note
 from embedding_norms.report import ClaimCheck
 from reproduce.artifact import Plan, RunSpec
-from reproduce.experiments import base_run, effect_table, norm_column, vectors_of
+from reproduce.experiments import base_run, effect_table, final_bn_note, final_bn_values, norm_column, vectors_of
 
 PAPER_REF = "Section 4 (norm growth during training), cf. the weight-decay ablation"
 TITLE = "Embedding norms grow during training (z and p, over seeds)"
@@ -65,7 +65,8 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
             for _, r in m.iterrows():
                 rows.append({"method": key.method, "seed": key.seed, "vector": v, "epoch": int(r.epoch),
                              "norm_mean": float(r[norm_column(v)]), "norm_q10": float(r[norm_column(v, "q10")]),
-                             "norm_q90": float(r[norm_column(v, "q90")]), "knn_acc": r.get("knn_acc", np.nan)})
+                             "norm_q90": float(r[norm_column(v, "q90")]), "knn_acc": r.get("knn_acc", np.nan),
+                             **final_bn_values(r)})
     long = pd.DataFrame(rows)
     if not len(long):
         return {"": long, "growth": pd.DataFrame(), "_effects": pd.DataFrame()}
@@ -121,10 +122,24 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
                                                    regime="base runs"))
                 continue
             last = sub[sub.epoch == sub.epoch.max()]
+            fixed = v == "z" and bool(final_bn_note(frames[""], m, "x"))
+            detail = f"ratio {np.exp(last.effect.mean()):.3g}x (geometric mean over seeds)"
+            if fixed:
+                detail += "; set by the final BatchNorm's gamma (descriptive, see notes)"
             out.append(ClaimCheck.from_effects(
                 "norm-growth", test + f" (epoch {int(last.epoch.max())})", "log(final / initial mean norm)",
                 last.sort_values("seed").effect.tolist(), "> 0", "base runs (released weight decay)",
-                f"ratio {np.exp(last.effect.mean()):.3g}x (geometric mean over seeds)"))
+                detail, descriptive=fixed))
+    return out
+
+
+def notes(frames: dict[str, pd.DataFrame], p: Params) -> list[str]:
+    """Epoch 0 and what a final BatchNorm fixes."""
+    out = ["Epoch 0 is the untrained network with its BatchNorm statistics recalibrated on training images "
+           "(issue 19), so growth is measured from a network that exists in training."]
+    long = frames[""]
+    if len(long):
+        out += [n for n in (final_bn_note(long, m, "norm growth") for m in p.methods) if n]
     return out
 
 

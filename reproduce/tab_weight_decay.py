@@ -20,7 +20,8 @@ import pandas as pd
 from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, plot_effect_by_epoch
 from embedding_norms.report import ClaimCheck
 from reproduce.artifact import Plan, RunSpec
-from reproduce.experiments import DEFAULT_WD, effect_table, norm_column, spearman, vectors_of, wd_run
+from reproduce.experiments import (DEFAULT_WD, effect_table, final_bn_note, final_bn_values, norm_column, spearman,
+                                   vectors_of, wd_run)
 
 PAPER_REF = "weight-decay ablation (released weight_decay_ablation.ipynb)"
 TITLE = "Weight decay: mean embedding norm (z, p) and kNN accuracy per evaluation epoch, over seeds"
@@ -72,7 +73,8 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
         for v in vectors_of(key.method):
             for _, r in m.iterrows():
                 rows.append({"method": key.method, "weight_decay": key.wd, "seed": key.seed, "vector": v,
-                             "epoch": int(r.epoch), "mean_norm": float(r[norm_column(v)]), "knn_acc": float(r.knn_acc)})
+                             "epoch": int(r.epoch), "mean_norm": float(r[norm_column(v)]), "knn_acc": float(r.knn_acc),
+                             **final_bn_values(r)})
     long = pd.DataFrame(rows)
     if not len(long):
         return {"": long, "effect": pd.DataFrame(), "_effects": pd.DataFrame(), "summary": pd.DataFrame()}
@@ -85,7 +87,8 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
             effs.append(e)
     eff = pd.concat(effs, ignore_index=True) if effs else pd.DataFrame()
     summary = (long.groupby(["method", "vector", "weight_decay", "epoch"])
-               .agg(mean_norm=("mean_norm", "mean"), knn_acc=("knn_acc", "mean"), seeds=("seed", "nunique"))
+               .agg(mean_norm=("mean_norm", "mean"), gamma_norm=("gamma_norm", "mean"),
+                    pre_bn_norm=("pre_bn_norm", "mean"), knn_acc=("knn_acc", "mean"), seeds=("seed", "nunique"))
                .reset_index())
     return {"": long, "summary": summary, "effect": effect_table(eff, ("method", "vector", "epoch")) if len(eff) else eff,
             "_effects": eff}
@@ -133,9 +136,12 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
                 out.append(ClaimCheck.from_effects("weight-decay", test, "log(norm ratio)", [], regime=f"sweep {sweep}"))
                 continue
             last = sub[sub.epoch == sub.epoch.max()].sort_values("seed")
+            fixed = v == "z" and bool(final_bn_note(long, m, "x"))
             out.append(ClaimCheck.from_effects("weight-decay", test + f" (epoch {int(last.epoch.max())})",
                                                "log(norm(largest wd) / norm(smallest wd))", last.effect.tolist(), "< 0",
-                                               f"sweep {sweep}", f"ratio {np.exp(last.effect.mean()):.3g}x"))
+                                               f"sweep {sweep}", f"ratio {np.exp(last.effect.mean()):.3g}x"
+                                               + ("; ||z|| follows the final BatchNorm's gamma (descriptive)" if fixed else ""),
+                                               descriptive=fixed))
             ls = long[(long.method == m) & (long.vector == v)]
             ls = ls[ls.epoch == ls.epoch.max()]
             rhos = [spearman(g.weight_decay, g.mean_norm) for _, g in ls.groupby("seed")] if len(p.sweep(m)) >= 3 else []
@@ -147,8 +153,15 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
 
 def notes(frames: dict[str, pd.DataFrame], p: Params) -> list[str]:
     """Sweep and defaults."""
-    return [f"Sweeps: SimCLR {list(p.sweep('simclr'))}, SimSiam {list(p.sweep('simsiam'))}; the released defaults "
-            f"({DEFAULT_WD['simclr']:g}, {DEFAULT_WD['simsiam']:g}) are the base runs shared with the other artifacts."]
+    out = [f"Sweeps: SimCLR {list(p.sweep('simclr'))}, SimSiam {list(p.sweep('simsiam'))}; the released defaults "
+           f"({DEFAULT_WD['simclr']:g}, {DEFAULT_WD['simsiam']:g}) are the base runs shared with the other artifacts."]
+    long = frames[""]
+    if len(long):
+        for w, g in long[long.method == "simsiam"].groupby("weight_decay"):
+            n = final_bn_note(g, "simsiam", f"weight decay {w:g}")
+            if n:
+                out.append(n)
+    return out
 
 
 if __name__ == "__main__":
