@@ -207,8 +207,8 @@ def _mark_lost_seeds(res: ArtifactResult, handles: dict) -> None:
     for c in res.checks:
         if c.n_seeds is not None and c.n_seeds < planned:
             c.detail = (c.detail + "; " if c.detail else "") + (
-                f"LOST SEEDS: rests on {c.n_seeds} of {planned} seeds; damaged run(s) left out: {names} "
-                "(fix in REPORT.md's header)")
+                f"LOST SEEDS: rests on {c.n_seeds} of {planned} seeds; damaged run(s) of this artifact left out: "
+                f"{names} (fix in REPORT.md's header)")
 
 
 def _plain(obj: Any) -> Any:
