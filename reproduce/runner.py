@@ -10,7 +10,10 @@
 4. Report: REPORT.md is rebuilt from all result files of the profile.
 
 Outputs of the ``quick`` profile go into the repository (they are committed); ``smoke`` and
-``paper`` write into ``outputs/<profile>/`` unless ``--out`` says otherwise.
+``paper`` write into ``outputs/<profile>/`` unless ``--out`` says otherwise. The repository is the
+checkout of this artifact code; before any work the runner checks that the library and the working
+directory belong to the same checkout (exit 2 otherwise), and a build whose outputs go elsewhere
+says where on its first line.
 """
 
 from __future__ import annotations

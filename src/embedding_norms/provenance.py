@@ -18,6 +18,14 @@ result of code that no longer exists, every run records in ``<run>/provenance.js
   :func:`~embedding_norms.data.sources.resolve_data_source`) enters the hash, and training
   refuses a run whose ``data.source`` differs from the source actually found.
 
+* ``library_code`` / ``artifact_code``: the checkout (path, commit) of the library that trained the
+  run and of the artifact code that planned it (the runner passes its folder in
+  ``$EMBEDDING_NORMS_ARTIFACT_CODE``); an installed copy has no checkout.
+
+One checkout per build (issue 23): :func:`check_one_checkout` refuses, before any work, code read
+from two checkouts (e.g. a second clone run with the first one's editable install) or from a
+checkout other than the working directory's; the runner and the single-run command call it.
+
 A run is *stale* (:func:`is_stale`) when its fingerprint differs from the current code's (or it
 has no record: trained before records were kept). Checkpoints store the fingerprint too, and a
 resume across different training code is refused (the run is retrained from scratch).
