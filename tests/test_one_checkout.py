@@ -81,6 +81,7 @@ def _snapshot(root: Path) -> dict:
     return {p: p.stat().st_mtime_ns for p in root.rglob("*")} if root.exists() else {}
 
 
+@pytest.mark.slow
 def test_second_clone_with_the_first_checkouts_code_is_refused_then_builds_with_pythonpath_src(tmp_path):
     if source_checkout(FIRST / "src" / "embedding_norms") is None:
         pytest.skip("the library under test is an installed copy, not a checkout's")
