@@ -19,13 +19,17 @@ import numpy as np
 import pandas as pd
 
 from embedding_norms.config import PROJECT_ROOT
+from embedding_norms.provenance import source_checkout
 from embedding_norms.plotting import save_figure, save_table, setup_style
 from embedding_norms.report import ArtifactResult
 from embedding_norms.runs import RunStatus, RunStore
 
 from .artifact import Planned, RunSpec
 
-REPO = PROJECT_ROOT
+#: The checkout this artifact code belongs to (where the ``quick`` outputs go); the configs'
+#: folder's parent for an installed copy. The runner refuses to mix checkouts (issue 23), so in a
+#: checkout this is also the library's.
+REPO = source_checkout(Path(__file__).resolve().parent) or PROJECT_ROOT
 
 
 class RunHandle:
@@ -85,13 +89,15 @@ class RunHandle:
         c = self.cfg
         st = self.status
         m = self.metrics() if st.state != "damaged" else pd.DataFrame()
+        damage = {"problems": [str(q) for q in self._problems], "fix": self._problems[0].fix} \
+            if st.state == "damaged" else {}
         quirks = (f"lr_schedule={c.optim.lr_schedule}, accumulation={c.optim.accumulation}"
                   f"{', standin data' if c.data.standin else ''}")
         return {"label": self.label, "hash": c.hash(), "name": c.name, "status": st.state + (f" ({st.reason})" if st.state != "done" and st.reason else ""),
                 "epochs": c.train.epochs, "epochs_done": int(m.epoch.max()) if len(m) else 0,
                 "train_images": c.data.train_size or "all", "dataset": c.data.dataset
                 + (" (imbalanced)" if c.data.imbalance != "none" else ""), "quirks": quirks,
-                "slurm_job_id": st.slurm_job_id, "stale": bool(st.finished and self.store.stale(c))}
+                "slurm_job_id": st.slurm_job_id, "stale": bool(st.finished and self.store.stale(c)), **damage}
 
 
 @dataclass
@@ -184,9 +190,25 @@ def build(planned: Planned, store: RunStore, out: OutputDirs, data_dir: Optional
         res.notes.append(f"{len(stale)} of the runs used were trained by other training code than the current one "
                          f"(stale; e.g. {stale[0]}): `python -m reproduce {planned.artifact.name} --retrain-stale` "
                          "retrains them.")
+    _mark_lost_seeds(res, handles)
     if res.skipped and res.status == "built":
         res.status = "partial"
     return res
+
+
+def _mark_lost_seeds(res: ArtifactResult, handles: dict) -> None:
+    """Say on every seeded check with fewer seeds than the artifact trained that it lost them to the
+    damaged runs of the artifact (issue 23): ``detail`` names the runs and the seeds it rests on."""
+    damaged = [h for h in handles.values() if h.cfg is not None and h.status.state == "damaged"]
+    if not damaged:
+        return
+    planned = len({h.cfg.train.seed for h in handles.values() if h.cfg is not None})
+    names = ", ".join(sorted({h.cfg.name for h in damaged}))
+    for c in res.checks:
+        if c.n_seeds is not None and c.n_seeds < planned:
+            c.detail = (c.detail + "; " if c.detail else "") + (
+                f"LOST SEEDS: rests on {c.n_seeds} of {planned} seeds; damaged run(s) of this artifact left out: "
+                f"{names} (fix in REPORT.md's header)")
 
 
 def _plain(obj: Any) -> Any:

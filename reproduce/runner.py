@@ -10,7 +10,10 @@
 4. Report: REPORT.md is rebuilt from all result files of the profile.
 
 Outputs of the ``quick`` profile go into the repository (they are committed); ``smoke`` and
-``paper`` write into ``outputs/<profile>/`` unless ``--out`` says otherwise.
+``paper`` write into ``outputs/<profile>/`` unless ``--out`` says otherwise. The repository is the
+checkout of this artifact code; before any work the runner checks that the library and the working
+directory belong to the same checkout (exit 2 otherwise), and a build whose outputs go elsewhere
+says where on its first line.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from embedding_norms.config import PROFILES, ConfigError
 from embedding_norms.data import DataError, check_data_dir, check_run_sizes
 from embedding_norms.launch import SlurmOptions, default_layout, execute, stale_runs
 from embedding_norms.io import unwritable_folder, write_json
-from embedding_norms.report import load_results, render_report, write_result
+from embedding_norms.provenance import (ARTIFACT_CODE_ENV, PACKAGE_DIR, MixedCheckoutError, check_one_checkout,
+                                        describe_code, enclosing_checkout)
+from embedding_norms.report import environment, load_results, render_report, runs_usability, write_result
 from embedding_norms.runs import RunStore, is_locked
 from embedding_norms.speed import hours_line
 from embedding_norms.train import resolve_device
@@ -41,6 +46,9 @@ from .registry import load_artifacts
 #: SimCLR training throughput measured on the 2-core development CPU (pairs of views per second
 #: at 32 px; README "Profiles"), keyed by (backbone, width, stem); used by --dry-run for a rough
 #: time estimate. ResNet-18 with the CIFAR stem: ~75 images/s forward+backward (PAPER.md).
+#: The folder of the artifact code this process runs (the ``reproduce`` package).
+ARTIFACT_DIR = Path(__file__).resolve().parent
+
 CPU_PAIRS_PER_SECOND = {("resnet18_narrow", 32, "imagenet"): 500.0, ("resnet18_narrow", 16, "cifar"): 155.0,
                         ("resnet18_narrow", 8, "cifar"): 400.0, ("resnet18", 64, "imagenet"): 115.0,
                         ("resnet18", 64, "cifar"): 37.0}
@@ -169,6 +177,30 @@ def estimate(spec: RunSpec) -> tuple[str, int, Optional[float]]:
     minutes = pairs / rate / 60 if rate and c.data.image_size <= 32 else None
     cpu = f", ~{minutes:.1f} min on the 2-core dev CPU" if minutes is not None else ""
     return f"{c.train.epochs} epochs x {n} images = {pairs:,} view pairs{cpu}", pairs, minutes
+
+
+def code_origins() -> dict[str, Path]:
+    """{role: package folder} of the code this process runs: the artifact code (``reproduce``), the
+    library (``embedding_norms``) and, when one was started (``python reproduce/NAME.py``), the
+    per-artifact script's folder (it can belong to another checkout than the ``reproduce`` imported)."""
+    origins = {"artifact code (reproduce)": ARTIFACT_DIR, "library (embedding_norms)": PACKAGE_DIR}
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if script and Path(script).resolve().parent.name == "reproduce" and Path(script).resolve().parent != ARTIFACT_DIR:
+        origins["artifact script"] = Path(script).resolve().parent
+    return origins
+
+
+def outputs_elsewhere(root: Path, cwd: Optional[Path] = None) -> Optional[str]:
+    """The first line of a build whose outputs go to another folder than the working directory's
+    checkout (issue 23), or None when they go into it."""
+    cwd = Path.cwd() if cwd is None else Path(cwd)
+    here = enclosing_checkout(cwd)
+    root = Path(root).resolve()
+    if here is not None and (root == here or here in root.parents):
+        return None
+    where = f"not into the working directory's checkout {here}" if here else \
+        f"the working directory {cwd.resolve()} is not a checkout of the repository"
+    return f"outputs go to {root} ({where})"
 
 
 def _print_skipped(artifacts: list[Artifact], specs: dict[str, list[RunSpec]]) -> None:
@@ -339,17 +371,18 @@ def _train(args, pending: list[RunSpec], needed: dict[str, RunSpec], store: RunS
 
 
 def _build_all(artifacts: list[Artifact], planned: dict[str, Planned], store: RunStore, out: OutputDirs,
-               data_dir) -> list[str]:
-    """Build every artifact from its plan; returns the names of those that failed."""
-    failed = []
+               data_dir) -> tuple[list[str], list]:
+    """Build every artifact from its plan; returns the names of those that failed and the results."""
+    failed, built = [], []
     for a in artifacts:
         res = build(planned[a.name], store, out, data_dir)
         write_result(res, out.results)
+        built.append(res)
         if res.status == "failed":
             failed.append(a.name)
         print(f"  {a.name:24s} {res.status:8s} {res.seconds:6.1f} s"
               + (f"  ERROR: {res.error.strip().splitlines()[-1]}" if res.error else ""), flush=True)
-    return failed
+    return failed, built
 
 
 def _write_report(args, whole_paper: bool, registry, needed: dict[str, RunSpec], store: RunStore, out: OutputDirs,
@@ -363,18 +396,26 @@ def _write_report(args, whole_paper: bool, registry, needed: dict[str, RunSpec],
             "train_seconds_per_run": {s.cfg.name: store.status(s.cfg).train_seconds for s in needed.values()},
             "last_call": {"total_s": round(timing["total"], 1), "training_s": round(timing["training"], 1),
                           "building_s": round(timing["building"], 1)}})
-    render_report(load_results(out.results), args.profile, out.report, timing=timing, order=list(registry),
+    env = {**environment(), "code": describe_code(code_origins())}
+    render_report(load_results(out.results), args.profile, out.report, env=env, timing=timing, order=list(registry),
                   runs_summary=_read_json(out.results / "_runs.json"))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 a run or artifact failed, 2 bad input, 130 interrupted).
+    """Run the CLI; returns the exit status (0 ok, 1 a run or artifact failed or a run is damaged,
+    2 bad input or code of two checkouts, 130 interrupted).
 
-    Phases: select and plan every artifact once (all validation before any compute), then
-    ``status`` / ``--dry-run`` stop; else train what is pending, build every artifact, write REPORT.md.
+    Phases: check that all the code comes from one checkout (:func:`embedding_norms.provenance.check_one_checkout`),
+    select and plan every artifact once (all validation before any compute), then ``status`` /
+    ``--dry-run`` stop; else train what is pending, build every artifact, write REPORT.md.
     """
     args = build_parser().parse_args(argv)
     t_start = time.time()
+    try:  # before anything is planned, trained or written (issue 23)
+        check_one_checkout(code_origins())
+    except MixedCheckoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     registry = load_artifacts()
     status_only = "status" in args.targets
     try:
@@ -405,6 +446,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if status_only:
         return _print_status(args, artifacts, specs, store)
 
+    elsewhere = None if args.dry_run else outputs_elsewhere(out.root)
+    if elsewhere:
+        print(elsewhere, flush=True)
     _print_skipped(artifacts, specs)
     _print_standins(needed)
     pending = [s for s in needed.values() if not store.status(s.cfg).finished]
@@ -426,12 +470,13 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"{store.status(retried[0].cfg).reason}", flush=True)
 
     # ---- 2. train, 3. build
+    os.environ[ARTIFACT_CODE_ENV] = str(ARTIFACT_DIR)  # named in the provenance.json of the runs trained
     old = signal.signal(signal.SIGTERM, _on_sigterm)
     t_train = time.time()
     try:
         _train(args, pending, needed, store, data_dir, plan, slurm)
         t_build = time.time()
-        failed_artifacts = _build_all(artifacts, planned, store, out, data_dir)
+        failed_artifacts, built = _build_all(artifacts, planned, store, out, data_dir)
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs and outputs are kept; the next call continues where this one stopped",
               file=sys.stderr)
@@ -447,6 +492,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     _write_report(args, len(artifacts) == len(registry), registry, needed, store, out, timing)
     print(f"done in {time.time() - t_start:.0f} s: figures in {out.figures}, tables in {out.tables}, "
           f"results in {out.results}, report {out.report}")
+    damaged = runs_usability(built)["damaged"]
     failed_runs = [s.cfg.name for s in needed.values() if not store.status(s.cfg).finished]
     if failed_runs:
         print(f"error: {len(failed_runs)} run(s) did not finish: {', '.join(failed_runs[:3])}"
@@ -455,4 +501,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if failed_artifacts:
         print(f"error: {len(failed_artifacts)} artifact(s) failed to build: {', '.join(failed_artifacts)} "
               f"(traceback in {out.report})", file=sys.stderr)
-    return 1 if failed_runs or failed_artifacts else 0
+    if damaged:  # left out of every check; the fix is the last thing printed (issue 23)
+        print(f"error: {len(damaged)} damaged run(s) left out of the checks (REPORT.md's header lists them):",
+              file=sys.stderr)
+        for d in damaged:
+            print(f"  {d['name']}: {'; '.join(d['problems'])}\n    fix: {d['fix']}", file=sys.stderr)
+    return 1 if failed_runs or failed_artifacts or damaged else 0

@@ -271,6 +271,38 @@ def standin_datasets(results: list[ArtifactResult]) -> dict[str, list[str]]:
     return {ds: sorted(arts) for ds, arts in sorted(found.items())}
 
 
+def runs_usability(results: list[ArtifactResult]) -> dict[str, Any]:
+    """The distinct runs (by config hash) that the artifacts of ``results`` used, and which are usable.
+
+    Returns:
+        ``runs`` (count), ``usable`` (count of runs that finished training with intact files:
+        ``done``, ``collapsed``, ``diverged``), ``damaged`` (list of {name, problems, fix}) and
+        ``unusable`` ({state: count} of the other runs, e.g. failed or pending). Runs skipped at
+        planning (no config) are not counted.
+    """
+    rows = {run["hash"]: run for r in results for run in r.runs if run.get("hash")}
+    states = {h: str(run.get("status", "")).split(" ")[0] for h, run in rows.items()}
+    damaged = [{"name": rows[h].get("name", h), "problems": rows[h].get("problems", []), "fix": rows[h].get("fix", "")}
+               for h, st in states.items() if st == "damaged"]
+    other: dict[str, int] = {}
+    for st in states.values():
+        if st not in ("done", "collapsed", "diverged", "damaged"):
+            other[st] = other.get(st, 0) + 1
+    usable = sum(st in ("done", "collapsed", "diverged") for st in states.values())
+    return {"runs": len(rows), "usable": usable, "damaged": sorted(damaged, key=lambda d: d["name"]), "unusable": other}
+
+
+def _usability_line(u: dict[str, Any]) -> str:
+    """Header line of :func:`runs_usability` ("29 of 30 usable, 1 damaged: <run> (...), fix: ...")."""
+    if u["usable"] == u["runs"]:
+        return f"- **Runs used:** all {u['runs']} usable (finished, files intact)"
+    parts = [f"{len(u['damaged'])} damaged: " + "; ".join(
+        f"`{d['name']}` ({', '.join(d['problems'])}), fix: {d['fix']}" for d in u["damaged"])] if u["damaged"] else []
+    parts += [f"{n} {st}" for st, n in sorted(u["unusable"].items())]
+    return (f"- **Runs used: {u['usable']} of {u['runs']} usable**, {', '.join(parts)}; the checks that lost seeds "
+            "to them say so")
+
+
 def render_report(results: list[ArtifactResult], profile: str, report_path: str | os.PathLike,
                   env: Optional[dict[str, str]] = None, timing: Optional[dict[str, float]] = None,
                   order: Optional[list[str]] = None, runs_summary: Optional[dict[str, Any]] = None) -> str:
@@ -299,6 +331,8 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
         f"- **Hardware:** {env.get('cpu')}; GPU: {env.get('gpu')}; host {env.get('host')}; "
         f"Python {env.get('python')}, torch {env.get('torch')}",
     ]
+    if env.get("code"):  # library and artifact code: the checkout (path, commit) each was read from
+        lines.append(f"- **Code:** {env['code']}")
     stale = {run.get("hash") for r in results for run in r.runs if run.get("stale")}
     lines.append("- **Code of the runs:** " + (f"**{len(stale)} run(s) were trained by other training code than this "
                                                   "commit (stale)**; the checks resting on them say so "
@@ -313,6 +347,9 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
         lines.append(f"- **Training runs:** {runs_summary.get('finished')} of {runs_summary.get('runs')} finished; "
                      f"their training took {runs_summary.get('train_seconds_total', 0) / 60:.1f} min in total "
                      f"(sum of the runs' own times, `results/_runs.json`)")
+    usability = runs_usability(results)
+    if usability["runs"]:
+        lines.append(_usability_line(usability))
     if timing:
         lines.append(f"- **Wall time of the call that wrote this report:** {timing.get('total', 0):.0f} s "
                      f"(training {timing.get('training', 0):.0f} s, building {timing.get('building', 0):.0f} s)")

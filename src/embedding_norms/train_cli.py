@@ -1,5 +1,6 @@
 """Command line of one training run: ``python -m embedding_norms.train_cli --method M --profile P``
-(bad input is refused before a run folder exists; a locked run, Ctrl-C/SIGTERM and a full disk
+(bad input, and a library of another checkout than the working directory's, are refused before a
+run folder exists; a locked run, Ctrl-C/SIGTERM and a full disk
 end with a message, never a traceback)."""
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     import signal  # local imports: the CLI's own needs
+
+    from .provenance import PACKAGE_DIR, MixedCheckoutError, check_one_checkout
+    try:  # the library of another checkout must not train into this one's runs (issue 23)
+        check_one_checkout({"library (embedding_norms)": PACKAGE_DIR})
+    except MixedCheckoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     from .runs import RunLocked
 
