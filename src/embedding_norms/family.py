@@ -113,7 +113,8 @@ def unit_of(statistic: str) -> str:
 
 
 def _g(v: float) -> str:
-    return f"{v:.2g}" if abs(v) < 100 else f"{v:.0f}"
+    """Two significant digits (``5.0``, ``0.34``), whole numbers from 10 on."""
+    return f"{v:#.2g}" if abs(v) < 10 else f"{v:.0f}"
 
 
 def power_text(c: Any) -> str:
@@ -124,9 +125,9 @@ def power_text(c: Any) -> str:
     unit = unit_of(c.statistic)
     parts = [f"would detect ±{_g(c.detectable)}{' ' + unit if unit else ''}"] if c.detectable is not None else []
     if c.seeds_needed is not None:
-        parts.append(f"{c.seeds_needed} seeds would decide {c.effect:+.2g}")
+        parts.append(f"{c.seeds_needed} seeds would decide {'+' if c.effect >= 0 else '-'}{_g(abs(c.effect))}")
     elif c.detectable is not None and c.n_seeds and c.n_seeds >= 2:
-        parts.append(f"no number of seeds decides {c.effect:+.2g} at this spread")
+        parts.append(f"no number of seeds decides {'+' if c.effect >= 0 else '-'}{_g(abs(c.effect))} at this spread")
     return "; ".join(parts)
 
 
@@ -193,9 +194,10 @@ def summary_lines(results: Sequence[Any], effect_text, alpha: float = FAMILY_ALP
               "[-1, 1]) lies on the side of 0 that the claim predicts, is *contradicted* when it lies wholly on the "
               "other side, and is *inconclusive* when it contains 0; an inconclusive check says the effect its design "
               "could detect (the interval's half-width) and how many seeds would decide the observed mean at the "
-              "observed spread. *Not testable*: the runs compared did not learn. *Descriptive (1 seed)*: one training "
-              "seed gives no interval over seeds (a bootstrap over images never decides alone). *Not run*: the data "
-              "or the runs were not available. Exact checks (closed forms) compare an error with a tolerance. A "
+              "observed spread. A check is *not testable* when the runs it compares did not learn, *descriptive (1 "
+              "seed)* when one training seed gives no interval over seeds (a bootstrap over images never decides "
+              "alone), and *not run* when the data or the runs were not available; these three are counted apart "
+              "from *inconclusive*. Exact checks (closed forms) compare an error with a tolerance. A "
               "re-run on other hardware or thread counts should reproduce the verdicts and land within the "
               "intervals, not reproduce the numbers bit for bit.", ""]
     return lines
