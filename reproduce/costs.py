@@ -71,3 +71,15 @@ def dry_run_lines(per_artifact: dict[str, list[RunConfig]], todo: Sequence[RunCo
         lines.append(f"hours: from the training rates measured on {name} ({entry.get('measured', '?')}), training "
                      "steps only (no evaluation)")
     return lines
+
+
+def missing_data_line(cfgs: Sequence[RunConfig], images_of: Callable[[RunConfig], int]) -> str:
+    """One line projecting the runs skipped here because their dataset is missing (planned as
+    stand-ins of the real dataset's size), so that the whole paper's cost is visible anyway."""
+    if not cfgs:
+        return ""
+    runs = [(c, images_of(c)) for c in cfgs]
+    seeds = ", ".join(f"{ds} {n}" for ds, n in seeds_per_dataset(cfgs).items())
+    return (f"{'+ missing data here':24s} {'':6s} {len(runs):8d}  {seeds:26s} "
+            f"{sum(run_pairs(c, n) for c, n in runs):19,d}  {_hours(runs, None)} (runs skipped above for datasets "
+            "not available here, projected at their real size)")

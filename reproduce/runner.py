@@ -36,7 +36,7 @@ from embedding_norms.train import resolve_device
 
 from .artifact import Artifact, Plan, Planned, RunSpec, plan_artifact
 from .context import OutputDirs, build
-from .costs import dry_run_lines
+from .costs import dry_run_lines, missing_data_line
 from .registry import load_artifacts
 
 #: SimCLR training throughput measured on the 2-core development CPU (pairs of views per second
@@ -318,6 +318,12 @@ def _print_dry_run(args, artifacts, needed: dict[str, RunSpec], pending: list[Ru
     for line in dry_run_lines(per_artifact, [s.cfg for s in todo.values()], resolve_device(args.device),
                               args.profile, train_images):
         print(line)
+    if any(s.cfg is None for a in artifacts for s in specs[a.name]):  # what the skipped runs would cost
+        every = _plan(artifacts, Plan(args.profile, args.data_dir, False, strict=False, n_seeds=args.seeds,
+                                      standins=True))
+        extra = {s.cfg.hash(): s.cfg.replace({"data": {"standin": False}}) for pl in every.values()
+                 for s in pl.specs.values() if s.cfg is not None and s.cfg.data.standin and s.cfg.hash() not in needed}
+        print(missing_data_line(list(extra.values()), train_images))
     return 0
 
 

@@ -126,6 +126,8 @@ def power_text(c: Any) -> str:
     parts = [f"would detect ±{_g(c.detectable)}{' ' + unit if unit else ''}"] if c.detectable is not None else []
     if c.seeds_needed is not None:
         parts.append(f"{c.seeds_needed} seeds would decide {'+' if c.effect >= 0 else '-'}{_g(abs(c.effect))}")
+    elif c.effect == 0:
+        parts.append("the mean effect is 0: no number of seeds decides it")
     elif c.detectable is not None and c.n_seeds and c.n_seeds >= 2:
         parts.append(f"no number of seeds decides {'+' if c.effect >= 0 else '-'}{_g(abs(c.effect))} at this spread")
     return "; ".join(parts)
