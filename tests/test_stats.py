@@ -135,9 +135,13 @@ def test_correlation_intervals_stay_inside_minus_one_one():
     for r in ([0.95, 0.99, 0.80, 0.90], [-0.9, -0.3, -0.8, -0.7], [1.0, 1.0, 0.2], [-1.0, 1.0, 1.0, 1.0]):
         iv = correlation_interval(r)
         assert -1 <= iv.low <= iv.mean <= iv.high <= 1, (r, iv)
-    # rho = 1 in every seed: shrunk to 0.9999, no spread, a point interval (decided)
+    # rho = 1 in every seed: no spread, the point interval at 1 (decided)
     iv = correlation_interval([1.0, 1.0, 1.0], null=0.9)
-    assert iv.low == iv.high == pytest.approx(0.9999 - 0.9) and verdict(iv) == "holds"
+    assert iv.low == iv.high == pytest.approx(0.1) and verdict(iv) == "holds"
+    # with spread, |rho| = 1 is shrunk to 0.9999 before atanh: z = atanh(0.9999) = 4.9517
+    iv = correlation_interval([1.0, 0.0])
+    zm = (0.5 * math.log(1.9999 / 0.0001)) / 2
+    assert iv.mean == pytest.approx(math.tanh(zm), abs=1e-9)
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         correlation_interval([0.5, 1.5])
     with pytest.raises(ValueError, match="null"):

@@ -178,7 +178,8 @@ def correlation_interval(rhos: Sequence[float], null: float = 0.0, level: float 
     Each per-seed correlation ``r_i`` (Spearman or Pearson; ``|r_i| = 1`` shrunk to
     :data:`RHO_CLIP`) becomes ``z_i = atanh(r_i)``; the Student-t interval of the mean of the
     ``z_i`` (:func:`seed_interval`) is transformed back with ``tanh``, so it lies inside [-1, 1]
-    (not symmetric around the mean). The reported effect is ``tanh(mean z) - null`` with bounds
+    (not symmetric around the mean); equal correlations in every seed give the point interval at
+    that value. The reported effect is ``tanh(mean z) - null`` with bounds
     ``tanh(bound) - null`` (``null`` = 0: the correlation itself; e.g. 0.9 for "rho above 0.9").
     The p-value is that of the one-sample t-test of ``z_i - atanh(null)`` against 0 (two-sided),
     consistent with the interval.
@@ -197,6 +198,10 @@ def correlation_interval(rhos: Sequence[float], null: float = 0.0, level: float 
         raise ValueError(f"correlations must lie in [-1, 1], got {r[(r < -1) | (r > 1)].tolist()}")
     if not -1 < null < 1:
         raise ValueError(f"the null correlation must lie in (-1, 1), got {null}")
+    if len(r) >= 2 and np.ptp(r) == 0:  # no spread: the point interval at the observed value (no shrinking)
+        d = float(r[0]) - null
+        return Interval(d, d, d, len(r), level, f"{len(r)} seeds, equal correlations (no spread)",
+                        0.0 if d != 0 else 1.0, d, 0.0)
     z0 = math.atanh(null)
     iz = seed_interval(np.arctanh(np.clip(r, -RHO_CLIP, RHO_CLIP)) - z0, level)
     back = lambda v: math.tanh(v + z0) - null if math.isfinite(v) else float("nan")  # noqa: E731
