@@ -200,7 +200,7 @@ def correlation_interval(rhos: Sequence[float], null: float = 0.0, level: float 
         raise ValueError(f"the null correlation must lie in (-1, 1), got {null}")
     if len(r) >= 2 and np.ptp(r) == 0:  # no spread: the point interval at the observed value (no shrinking)
         d = float(r[0]) - null
-        return Interval(d, d, d, len(r), level, f"{len(r)} seeds, equal correlations (no spread)",
+        return Interval(d, d, d, len(r), level, f"t-interval over {len(r)} seeds: equal correlations (no spread)",
                         0.0 if d != 0 else 1.0, d, 0.0)
     z0 = math.atanh(null)
     iz = seed_interval(np.arctanh(np.clip(r, -RHO_CLIP, RHO_CLIP)) - z0, level)
