@@ -184,23 +184,26 @@ def paired_effects(frame: pd.DataFrame, arm_col: str, treat, control, value: str
     return j.reset_index()
 
 
-def effect_table(effects: pd.DataFrame, by: tuple[str, ...], level: float = 0.95) -> pd.DataFrame:
+def effect_table(effects: pd.DataFrame, by: tuple[str, ...], level: float = 0.95,
+                 correlation: bool = False) -> pd.DataFrame:
     """Mean effect with its t-interval over seeds for each group of a per-seed effect table.
 
     Args:
         effects: rows of :func:`paired_effects` (or any table with ``seed`` and ``effect``).
         by: grouping columns (e.g. ``("method", "c", "epoch")``).
+        correlation: the effects are correlations: mean and interval on Fisher's z scale,
+            back-transformed (:func:`embedding_norms.stats.correlation_interval`; inside [-1, 1]).
 
     Returns:
         One row per group: the ``by`` columns, ``effect`` (mean), ``ci_low``, ``ci_high``,
         ``seeds`` (n), ``per_seed`` (the values, seed order).
     """
-    from embedding_norms.stats import seed_interval
+    from embedding_norms.stats import correlation_interval, seed_interval
 
     rows = []
     for keys, g in effects.groupby(list(by), sort=True):
         g = g.sort_values("seed")
-        iv = seed_interval(g["effect"].tolist(), level)
+        iv = (correlation_interval if correlation else seed_interval)(g["effect"].tolist(), level=level)
         rows.append(dict(zip(by, keys if isinstance(keys, tuple) else (keys,)), effect=iv.mean, ci_low=iv.low,
                          ci_high=iv.high, seeds=iv.n, per_seed=[round(float(v), 4) for v in g["effect"]]))
     return pd.DataFrame(rows)

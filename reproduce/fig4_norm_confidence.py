@@ -236,8 +236,8 @@ def frames(runs: dict[Key, Any], p: Params) -> dict[str, pd.DataFrame]:
     by = ("panel", "variant", "dataset", "method", "view")
     valid = tt.dropna(subset=["effect"])
     last = valid[valid["last"].astype(bool)]
-    table = effect_table(last, by).rename(columns={"effect": "spearman_rho"}) if len(last) else last
-    by_epoch = effect_table(valid, (*by, "epoch")) if len(valid) else valid
+    table = effect_table(last, by, correlation=True).rename(columns={"effect": "spearman_rho"}) if len(last) else last
+    by_epoch = effect_table(valid, (*by, "epoch"), correlation=True) if len(valid) else valid
     # `last`: the end of training (train.epochs), the epoch the checks use; a panel missing there is
     # what the checks report, one missing only at an earlier epoch is a note
     return {"": table, "by_epoch": by_epoch, "buckets": bt, "trend": tt, "_skipped": pd.DataFrame(skipped)}
@@ -284,8 +284,8 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
                   else "not evaluated: " + ("; ".join(reasons) if reasons else "no finished run"))
         side = "< 0" if panel == "entropy" else "> 0"
         regime = f"vector {p.vector}, {view} view" + (f", kNN {v}" if v else "")
-        out.append(ClaimCheck.from_effects(claim, test, "Spearman rho (bucket index vs per-bucket value)",
-                                           sub["effect"].tolist(), side, regime, detail))
+        out.append(ClaimCheck.from_correlations(claim, test, "Spearman rho (bucket index vs per-bucket value)",
+                                                sub["effect"].tolist(), side, regime, detail))
         if (panel != "knn" or v == p.knn_variants[0]) and view in ("test", p.views(ds)[0]):
             change = _since_init(sel(trend) if len(trend) else trend)
             if change is not None:

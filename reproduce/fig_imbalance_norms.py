@@ -93,7 +93,8 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
                     by_epoch.append({"method": key.method, "seed": key.seed, "vector": v, "epoch": int(epoch),
                                      "effect": spearman(sizes[classes], g[col].to_numpy())})
     eff = pd.DataFrame(by_epoch)
-    table = effect_table(eff.dropna(subset=["effect"]), ("method", "vector", "epoch")) if len(eff) else eff
+    table = (effect_table(eff.dropna(subset=["effect"]), ("method", "vector", "epoch"), correlation=True)
+             if len(eff) else eff)
     return {"": pd.DataFrame(rows), "rho": pd.DataFrame(rhos), "rho_by_epoch": table}
 
 
@@ -127,10 +128,10 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
             g = r[(r.method == m) & (r.vector == v)].sort_values("seed") if len(r) else r
             detail = (f"{int(g.images.iloc[0])} images, {int(g.optimizer_steps.iloc[0])} optimizer steps" if len(g) else "")
             regime = "released class profile, as many steps as a balanced run"
-            out.append(ClaimCheck.from_effects("imbalance-norms", f"{METHOD_LABELS[m]}, {v}: class mean norm rises with class size",
-                                               "Spearman rho(class size, class mean norm)",
-                                               g.rho.tolist() if len(g) else [], "> 0", regime, detail))
-            out.append(ClaimCheck.from_effects(
+            out.append(ClaimCheck.from_correlations(
+                "imbalance-norms", f"{METHOD_LABELS[m]}, {v}: class mean norm rises with class size",
+                "Spearman rho(class size, class mean norm)", g.rho.tolist() if len(g) else [], "> 0", regime, detail))
+            out.append(ClaimCheck.from_correlations(
                 "imbalance-norms", f"{METHOD_LABELS[m]}, {v}: class norm relative to the same class in the balanced run "
                 "rises with class size (class identity removed)",
                 "Spearman rho(class size, log(norm imbalanced / norm balanced))",

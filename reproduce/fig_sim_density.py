@@ -118,9 +118,9 @@ def checks(fr: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
     regime = (f"simulation (c), {p.evaluation} evaluation: models trained on the imbalanced set "
               f"({p.epochs} epochs, {p.loss} loss), evaluated on {where}; {p.seeds} seeds")
     return [
-        ClaimCheck.from_effects("sim-density", f"embedding norm against the distance to the {p.k}-th neighbour "
-                                "(trained MLP)", f"Spearman ρ(norm, {p.k}-NN distance)", t.spearman_trained, "< 0",
-                                regime, detail="untrained network: " + ", ".join(f"{v:.3f}" for v in t.spearman_init)),
+        ClaimCheck.from_correlations("sim-density", f"embedding norm against the distance to the {p.k}-th neighbour "
+                                     "(trained MLP)", f"Spearman ρ(norm, {p.k}-NN distance)", t.spearman_trained,
+                                     "< 0", regime, detail="untrained network: " + ", ".join(f"{v:.3f}" for v in t.spearman_init)),
         ClaimCheck.from_effects("sim-density", "training strengthens the relation (the random network alone already "
                                 "gives ρ < 0)", "ρ(trained) − ρ(untrained)", t.spearman_trained - t.spearman_init,
                                 "< 0", regime),

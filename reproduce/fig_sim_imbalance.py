@@ -136,10 +136,12 @@ def checks(fr: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
     rho_g = _per_seed(ps, lambda g: stats.spearmanr(g.weight, g.growth).statistic)
     diff = _per_seed(ps, lambda g: g.window_norm.iloc[freq] - g.window_norm.iloc[rare])
     return [
-        ClaimCheck.from_effects("sim-imbalance", f"class norms ordered by class frequency (weights {weights})",
-                                f"Spearman ρ(class weight, mean class norm at epoch {p.epoch})", rho_n, "> 0", regime),
-        ClaimCheck.from_effects("sim-imbalance", "norm growth since initialisation ordered by class frequency",
-                                f"Spearman ρ(class weight, norm growth epoch 0 → {p.epoch})", rho_g, "> 0", regime),
+        ClaimCheck.from_correlations("sim-imbalance", f"class norms ordered by class frequency (weights {weights})",
+                                     f"Spearman ρ(class weight, mean class norm at epoch {p.epoch})", rho_n, "> 0",
+                                     regime),
+        ClaimCheck.from_correlations("sim-imbalance", "norm growth since initialisation ordered by class frequency",
+                                     f"Spearman ρ(class weight, norm growth epoch 0 → {p.epoch})", rho_g, "> 0",
+                                     regime),
         ClaimCheck.from_effects("sim-imbalance", "most frequent class vs rarest class",
                                 f"norm(weight {p.class_weights[freq]:g}) − norm(weight {p.class_weights[rare]:g}) "
                                 f"at epoch {p.epoch}", diff, "> 0", regime),

@@ -41,6 +41,7 @@ from embedding_norms.train import resolve_device
 
 from .artifact import Artifact, Plan, Planned, RunSpec, plan_artifact
 from .context import OutputDirs, build
+from .costs import dry_run_lines, missing_data_line
 from .registry import load_artifacts
 
 #: SimCLR training throughput measured on the 2-core development CPU (pairs of views per second
@@ -81,7 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "worker per CPU core while enough runs are pending, one worker on a GPU")
     p.add_argument("--data-dir", default=None, help="offline data folder (default $EMBEDDING_NORMS_DATA)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
-    p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained and their cost; train nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the runs that would be trained, their view pairs and projected device-hours per "
+                        "artifact and in total; train nothing")
+    p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+                   help="training seeds of every real-data comparison (0 .. N-1), overriding the profile's `seeds`; "
+                        "with 1 seed the real-data checks are 'descriptive (1 seed)'")
     p.add_argument("--force", action="append", default=[], metavar="NAME",
                    help="retrain the runs of artifact NAME (one of the targets, or 'all' = every target) "
                         "from scratch and rebuild it (repeatable)")
@@ -325,8 +331,9 @@ def _print_status(args, artifacts: list[Artifact], specs: dict[str, list[RunSpec
 
 
 def _print_dry_run(args, artifacts, needed: dict[str, RunSpec], pending: list[RunSpec], forced: dict[str, RunSpec],
-                   store: RunStore) -> int:
-    """``--dry-run``: the runs that would be trained, their cost and the projected time."""
+                   store: RunStore, specs: dict[str, list[RunSpec]]) -> int:
+    """``--dry-run``: the runs that would be trained, their cost, and per artifact and in total the
+    runs, seeds, view pairs and projected device-hours (``reproduce.costs``)."""
     todo = {s.cfg.hash(): s for s in pending} | forced
     print(f"profile {args.profile}: {len(needed)} distinct runs needed by {len(artifacts)} artifacts; "
           f"{len(todo)} to train ({len(needed) - len(pending)} already finished in {store.root})")
@@ -339,6 +346,16 @@ def _print_dry_run(args, artifacts, needed: dict[str, RunSpec], pending: list[Ru
               + (f", ~{sum(minutes):.0f} min of training on the 2-core dev CPU" if len(minutes) == len(costs) else ""))
         print(hours_line([(s.cfg, train_images(s.cfg)) for s in todo.values()], resolve_device(args.device),
                          args.profile))
+    per_artifact = {a.name: [s.cfg for s in specs[a.name] if s.cfg is not None] for a in artifacts}
+    for line in dry_run_lines(per_artifact, [s.cfg for s in todo.values()], resolve_device(args.device),
+                              args.profile, train_images):
+        print(line)
+    if any(s.cfg is None for a in artifacts for s in specs[a.name]):  # what the skipped runs would cost
+        every = _plan(artifacts, Plan(args.profile, args.data_dir, False, strict=False, n_seeds=args.seeds,
+                                      standins=True))
+        extra = {s.cfg.hash(): s.cfg.replace({"data": {"standin": False}}) for pl in every.values()
+                 for s in pl.specs.values() if s.cfg is not None and s.cfg.data.standin and s.cfg.hash() not in needed}
+        print(missing_data_line(list(extra.values()), train_images))
     return 0
 
 
@@ -433,7 +450,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         data_dir = str(root) if root else None
         if not status_only and not args.dry_run:
             resolve_device(args.device)
-        plan = Plan(args.profile, data_dir, True if args.download else None, strict=not status_only)
+        plan = Plan(args.profile, data_dir, True if args.download else None, strict=not status_only,
+                    n_seeds=args.seeds)
         planned = _plan(artifacts, plan)
         specs = {name: list(pl.specs.values()) for name, pl in planned.items()}
         if not status_only:
@@ -456,7 +474,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.retrain_stale:  # finished runs of other training code: retrained from scratch like --force
         forced.update({c.hash(): needed[c.hash()] for c in stale_runs([s.cfg for s in needed.values()], store)})
     if args.dry_run:
-        return _print_dry_run(args, artifacts, needed, pending, forced, store)
+        return _print_dry_run(args, artifacts, needed, pending, forced, store, specs)
     blocked = (unwritable_outputs(out, store if (pending or forced) else None,
                                   slurm.folder if slurm and (pending or forced) else None)
                or _clear_forced(forced, store))

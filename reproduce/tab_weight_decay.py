@@ -146,8 +146,9 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
             ls = ls[ls.epoch == ls.epoch.max()]
             rhos = [spearman(g.weight_decay, g.mean_norm) for _, g in ls.groupby("seed")] if len(p.sweep(m)) >= 3 else []
             if rhos:
-                out.append(ClaimCheck.from_effects("weight-decay", f"{METHOD_LABELS[m]}, {v}: norm falls along the sweep",
-                                                   "Spearman rho(wd, mean norm)", rhos, "< 0", f"sweep {sweep}"))
+                out.append(ClaimCheck.from_correlations("weight-decay", f"{METHOD_LABELS[m]}, {v}: norm falls along "
+                                                        "the sweep", "Spearman rho(wd, mean norm)", rhos, "< 0",
+                                                        f"sweep {sweep}"))
     return out
 
 

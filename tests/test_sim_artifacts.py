@@ -47,8 +47,10 @@ def test_artifact_builds_at_smoke(name, tmp_path):
     assert {c.claim for c in res.checks} == claims == set(planned.artifact.claims)
     for c in res.checks:
         assert c.verdict in VERDICTS and c.verdict != "not run" and c.statistic and c.regime
-        if seeded:   # one effect per seed, t-interval over the smoke profile's 2 seeds
-            assert c.n_seeds == 2 and len(c.per_seed) == 2 and c.interval.startswith("t-interval")
+        if seeded:   # one effect per seed, t-interval over the smoke profile's 2 seeds (Fisher z for correlations)
+            assert c.n_seeds == 2 and len(c.per_seed) == 2 and "t-interval over 2 seeds" in c.interval
+            if "ρ(" in c.statistic and "ρ(trained) − ρ(untrained)" not in c.statistic:
+                assert c.interval.startswith("Fisher z") or "equal correlations" in c.interval
             assert c.ci_low is not None and c.ci_low <= c.effect <= c.ci_high
         else:
             assert c.n_seeds is None and c.interval == "exact"

@@ -1,11 +1,17 @@
-"""The paper's claims (PAPER.md, "The claims"), each with a stable id used by the claim checks.
+"""The paper's claims (PAPER.md, "The claims"), each with a stable id used by the claim checks,
+and the one *primary* check that decides each claim (declared here, before the data are seen).
 
 An artifact tests one or more claims; each test is a :class:`~embedding_norms.report.ClaimCheck`
-that names the claim id. REPORT.md's summary table lists every claim below with the verdict of
-its checks (holds / does not hold / mixed / not run).
+that names the claim id. The claim's verdict is its primary check's (:data:`PRIMARY`); the other
+checks are *supporting*: shown, not counted. The primary checks of the empirical claims form one
+family decided with Holm's correction (:mod:`embedding_norms.family`); the closed-form claims
+(:data:`EXACT_CLAIMS`) are exact and stay outside it.
 """
 
 from __future__ import annotations
+
+import re
+from typing import NamedTuple, Optional
 
 CLAIMS: dict[str, str] = {
     "prop3.1": "Prop. 3.1: the gradient of a normalised loss w.r.t. z is orthogonal to z and its size is "
@@ -30,3 +36,73 @@ CLAIMS: dict[str, str] = {
     "norm-human": "Human confidence rises with the norm: CIFAR-10N label agreement rises and CIFAR-10H label "
                   "entropy falls with the norm bucket.",
 }
+
+
+#: Claims checked by closed forms (exact, no seeds): outside the Holm family.
+EXACT_CLAIMS = ("prop3.1", "cor3.3")
+
+
+class PrimaryCheck(NamedTuple):
+    """Identifies a claim's primary check from fields every check already carries.
+
+    Attributes:
+        artifact: the artifact (``results/<artifact>.json``) that makes the check.
+        test: regular expression the check's ``test`` must match in full (numbers that depend on
+            the profile, such as the last epoch, are left open).
+        regime: regular expression the check's ``regime`` must match in full ('' = any).
+        why: why this check is the claim's test (shown in REPORT.md).
+    """
+
+    artifact: str
+    test: str
+    regime: str = ""
+    why: str = ""
+
+
+_SIMCLR = "SimCLR, the paper's lead method and released example, CIFAR-10"
+#: claim id -> its primary check. Rule: the paper's own comparison at this scale, on SimCLR / CIFAR-10
+#: / z where the claim covers SimCLR, with the matched control where the design has one.
+PRIMARY: dict[str, PrimaryCheck] = {
+    "prop3.1": PrimaryCheck("fig1_gradient_geometry", r"size of the gradient is sin θ / ‖z‖.*", "",
+                            "the proposition's formula |grad| = sin θ / ||z|| itself"),
+    "cor3.3": PrimaryCheck("fig1_gradient_geometry", r"one gradient step on -cos\(z, y\).*", "",
+                           "the corollary's identity itself"),
+    "conv-norm": PrimaryCheck("fig_sim_convergence", r"least-squares fit of log\(steps\) on log\(norm\).*", "",
+                              "the claim is an exponent (about 2) of steps against the norm"),
+    "conv-angle": PrimaryCheck("fig_sim_convergence", r"steps to converge against the initial angle.*", "",
+                               "the claim is an ordering of steps by the initial angle"),
+    "sim-imbalance": PrimaryCheck("fig_sim_imbalance", r"class norms ordered by class frequency.*", "",
+                                  "the claim compares the class norms themselves"),
+    "sim-density": PrimaryCheck("fig_sim_density", r"embedding norm against the distance to the .*", "",
+                                "the paper's density statistic (distance to the k-th neighbour)"),
+    "norm-growth": PrimaryCheck("fig_norm_growth", r"SimCLR: norm of z at the last epoch above its initial norm.*",
+                                "", _SIMCLR),
+    "weight-decay": PrimaryCheck("tab_weight_decay", r"SimCLR, z: norm at wd \S+ below wd \S+.*", "",
+                                 _SIMCLR + "; largest against smallest weight decay of the sweep"),
+    "cut-init": PrimaryCheck("tab_cut_init", r"SimCLR cifar10: c=3 above c=1.*", r"whole schedule.*",
+                             _SIMCLR + ", the released c = 3, over the whole schedule (as the paper's tables)"),
+    "gradscale": PrimaryCheck("tab_gradscale", r"SimCLR cifar10 imbalanced: p=1 - p=0 matched at epoch \d+", "",
+                              _SIMCLR + " imbalanced (where the paper says the effect is largest), p = 1 against "
+                              "the control with the same lr and warm-up"),
+    "gradscale-limit": PrimaryCheck("tab_gradscale", r"SimSiam cifar10 balanced: p=1 - p=0 matched at epoch \d+", "",
+                                    "the claim is about the non-contrastive methods: SimSiam, matched control"),
+    "imbalance-norms": PrimaryCheck("fig_imbalance_norms", r"SimCLR, z: class mean norm rises with class size", "",
+                                    _SIMCLR + " imbalanced, the class mean norms themselves"),
+    "seen-unseen": PrimaryCheck("fig_seen_vs_unseen", r"SimCLR: small norm => unseen, test vs train", "",
+                                _SIMCLR + ": the first step of the claim (training images above unseen ones)"),
+    "norm-knn": PrimaryCheck("fig4_norm_confidence", r"SimCLR CIFAR-10, train \(augmented\): kNN \(k=\d+, fit on the "
+                             r"normalised embeddings, each image votes for itself; released\) vs norm bucket", "",
+                             _SIMCLR + ": the released Figure 4 analysis (augmented train views, released kNN)"),
+    "norm-human": PrimaryCheck("fig4_norm_confidence",
+                               r"SimCLR CIFAR-10, train \(augmented\): human-label agreement vs norm bucket", "",
+                               _SIMCLR + ": CIFAR-10N agreement on the released (augmented) train views"),
+}
+
+
+def is_primary(artifact: str, check) -> bool:
+    """True when ``check`` (any object with ``claim``, ``test``, ``regime`` and ``descriptive``) of
+    ``artifact`` is the primary check of its claim (:data:`PRIMARY`). A descriptive check never is."""
+    spec: Optional[PrimaryCheck] = PRIMARY.get(check.claim)
+    if spec is None or spec.artifact != artifact or getattr(check, "descriptive", False):
+        return False
+    return bool(re.fullmatch(spec.test, check.test)) and (not spec.regime or bool(re.fullmatch(spec.regime, check.regime)))

@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .claims import CLAIMS
-from .stats import VERDICTS, Interval, seed_interval
+from .claims import CLAIMS, is_primary
+from .family import summary_lines, verdict_text
+from .stats import VERDICTS, Interval, correlation_interval, detectable_effect, seed_interval, seeds_to_decide
 from .stats import verdict as stat_verdict
 from .io import write_json, write_text
 from .speed import cpu_model
@@ -52,6 +53,13 @@ class ClaimCheck:
         interval: how the interval was made.
         descriptive: shown with its interval but not counted in the claim's verdict (e.g. a
             comparison that changes more than one thing, kept because the paper makes it).
+        primary: the check that decides its claim (:data:`embedding_norms.claims.PRIMARY`; set
+            by :func:`write_result`); the others are supporting.
+        p_value: two-sided p-value of "no effect", consistent with the interval (None without one).
+        detectable: the smallest effect the design could tell from 0: the interval's half-width,
+            in the statistic's unit (None without an interval).
+        seeds_needed: seeds that would decide the observed mean at the observed spread
+            (:func:`embedding_norms.stats.seeds_to_decide`; None when not computable).
     """
 
     claim: str
@@ -68,6 +76,10 @@ class ClaimCheck:
     detail: str = ""
     interval: str = ""
     descriptive: bool = False
+    primary: bool = False
+    p_value: Optional[float] = None
+    detectable: Optional[float] = None
+    seeds_needed: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.claim not in CLAIMS:
@@ -77,6 +89,7 @@ class ClaimCheck:
         self.effect = _finite_or_none(self.effect)
         self.ci_low, self.ci_high = _finite_or_none(self.ci_low), _finite_or_none(self.ci_high)
         self.per_seed = [_finite_or_none(v) for v in self.per_seed]
+        self.p_value, self.detectable = _finite_or_none(self.p_value), _finite_or_none(self.detectable)
         if self.effect is None and self.verdict != "not run":
             self.verdict = "not run"
 
@@ -85,7 +98,8 @@ class ClaimCheck:
                      regime: str = "", detail: str = "", interval: Optional[Interval] = None,
                      descriptive: bool = False, untestable: Optional[str] = None) -> "ClaimCheck":
         """A seeded check from per-seed effects (t-interval over seeds, or ``interval`` when given,
-        e.g. :func:`embedding_norms.stats.combined_interval` for per-image statistics).
+        e.g. :func:`embedding_norms.stats.combined_interval` for per-image statistics); with its
+        p-value, detectable effect and the seeds that would decide it.
 
         ``untestable``: the reason of :func:`embedding_norms.stats.learning_gate` when the runs
         compared did not learn; the verdict is then "not testable" (effect and interval are still
@@ -96,7 +110,24 @@ class ClaimCheck:
         if untestable and v != "not run":
             v, detail = "not testable", f"{untestable}; {detail}" if detail else untestable
         return cls(claim, test, statistic, iv.mean, direction, v,
-                   iv.low, iv.high, iv.n, values, regime, detail, iv.method, descriptive)
+                   iv.low, iv.high, iv.n, values, regime, detail, iv.method, descriptive,
+                   p_value=iv.p_value, detectable=detectable_effect(iv), seeds_needed=seeds_to_decide(iv))
+
+    @classmethod
+    def from_correlations(cls, claim: str, test: str, statistic: str, rhos, direction: str = "> 0",
+                          regime: str = "", detail: str = "", null: float = 0.0,
+                          descriptive: bool = False, untestable: Optional[str] = None) -> "ClaimCheck":
+        """A seeded check of one correlation per seed (Spearman or Pearson), effect ``rho - null``,
+        with its interval on Fisher's z scale (:func:`embedding_norms.stats.correlation_interval`:
+        inside [-1, 1]). ``per_seed`` holds ``rho_i - null``.
+
+        Raises:
+            ValueError: a correlation outside [-1, 1] or ``null`` outside (-1, 1).
+        """
+        values = [None if v is None else float(v) for v in rhos]
+        iv = correlation_interval([v for v in values if v is not None], null)
+        return cls.from_effects(claim, test, statistic, [None if v is None else v - null for v in values], direction,
+                                regime, detail, iv, descriptive, untestable)
 
     @classmethod
     def exact(cls, claim: str, test: str, statistic: str, value: Optional[float], threshold: str, ok: Optional[bool],
@@ -149,7 +180,10 @@ class ArtifactResult:
 
 
 def write_result(result: ArtifactResult, results_dir: str | os.PathLike) -> Path:
-    """Write ``<results_dir>/<name>.json`` atomically."""
+    """Write ``<results_dir>/<name>.json`` atomically, each check marked ``primary`` or not
+    (:func:`embedding_norms.claims.is_primary`)."""
+    for c in result.checks:
+        c.primary = is_primary(result.name, c)
     path = Path(results_dir) / f"{result.name}.json"
     write_json(path, result.to_dict())
     return path
@@ -354,26 +388,10 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
         lines.append(f"- **Wall time of the call that wrote this report:** {timing.get('total', 0):.0f} s "
                      f"(training {timing.get('training', 0):.0f} s, building {timing.get('building', 0):.0f} s)")
     lines += ["", "## Summary: every claim of the paper", "",
-              "One row per claim (its verdict over all its checks), then one row per check: verdict, mean effect "
-              "over seeds with its 95 % interval, seeds, and the regime (design / phase of training) it tests.", "",
-              "| claim / check | verdict | effect [95 % interval] | claimed side | seeds | regime |", "|---|---|---|---|---|---|"]
-    for cid, text in CLAIMS.items():
-        checks = [(r.name, c) for r in results for c in r.checks if c.claim == cid]
-        arts = sorted({name for name, _ in checks})
-        lines.append(f"| **{cid}**: {_cell(text)} ({', '.join(f'[{a}](#{a})' for a in arts) or 'no artifact built'}) | "
-                     f"**{claim_verdict([c for _, c in checks])}** | | | | |")
-        for _, c in checks:
-            lines.append(f"| &nbsp;&nbsp;{_cell(c.test)} ({_cell(c.statistic)}) | {c.verdict}"
-                         f"{' (descriptive, not counted)' if c.descriptive else ''} | {_cell(effect_text(c))} | "
-                         f"{_cell(c.direction)} | {c.n_seeds if c.n_seeds is not None else 'exact'} | {_cell(c.regime)} |")
-    lines += ["", "Each check is decided by an interval, never by the sign of one difference: the effect is computed "
-              "per seed, and the check *holds* when its whole 95 % interval (Student-t over seeds; for per-image "
-              "statistics the seed spread plus the bootstrap variance) lies on the side of 0 that the claim predicts, "
-              "is *contradicted* when it lies wholly on the other side, and is *inconclusive* when it contains 0 "
-              "(or when one seed gives no interval). *Not run*: the data or the runs were not available. Exact "
-              "checks (closed forms) compare an error with a tolerance. A re-run on other hardware or thread counts "
-              "should reproduce the verdicts and land within the intervals, not reproduce the numbers bit for bit.",
-              ""]
+              "One row per claim (its verdict: that of its primary check, after Holm's correction), then one row per "
+              "check: primary or supporting, verdict, mean effect over seeds with its 95 % interval, seeds, p-value and "
+              "the regime (design / phase of training) it tests.", ""]
+    lines += summary_lines(results, effect_text)
 
     lines += ["## Artifacts", "", "| artifact | paper | status | time (s) |", "|---|---|---|---|"]
     for r in results:
@@ -403,7 +421,8 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
                       "|---|---|---|---|---|---|---|"]
             for c in r.checks:
                 test = c.test + (f" ({c.detail})" if c.detail else "")
-                mark = c.verdict if c.verdict == "holds" else f"**{c.verdict}**"
+                mark = verdict_text(c) if c.verdict == "holds" else f"**{c.verdict}**" + verdict_text(c)[len(c.verdict):]
+                test = ("**[primary]** " if is_primary(r.name, c) else "") + test
                 lines.append(f"| {c.claim} | {_cell(test)} | {_cell(c.statistic)} | {_cell(c.regime)} | "
                              f"{_cell(effect_text(c))} | {c.n_seeds if c.n_seeds is not None else 'exact'} | {mark} |")
             lines.append("")
