@@ -55,7 +55,8 @@ class Params(ImbalanceSetup):
     Attributes:
         k: the neighbour rank of the sparsity (paper 10).
         scatter_seed: the seed shown in panel (a).
-        evaluation: ``released`` (default) or ``own`` (see the module docstring).
+        evaluation: ``released`` (default) or ``own``: the points of panel (a) and of the first check;
+            "training strengthens" is always decided on ``own`` (see the module docstring).
     """
 
     k: int = 10
