@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from embedding_norms import sim_classes
 from embedding_norms.config import artifact_params
@@ -22,7 +24,7 @@ EXPECTED = {  # claims, tables, seeded checks?
                             ["fig_sim_convergence_norm.csv", "fig_sim_convergence_angle.csv",
                              "fig_sim_convergence_fit.csv"], True),
     "fig_sim_imbalance": ({"sim-imbalance"}, ["fig_sim_imbalance.csv", "fig_sim_imbalance_per_seed.csv",
-                                              "fig_sim_imbalance_history.csv"], True),
+                                              "fig_sim_imbalance_slopes.csv", "fig_sim_imbalance_history.csv"], True),
     "fig_sim_density": ({"sim-density"}, ["fig_sim_density.csv", "fig_sim_density_points.csv"], True),
 }
 
@@ -108,3 +110,64 @@ def test_options_change_the_variant(tmp_path):
     assert p.epoch == 3 and (imb.frames({}, p)[""].window_epoch == 3).all()
     p2 = imb.Params(n_samples=64, batch_size=32, epochs=3, seeds=2, window_end=1)
     assert (imb.frames({}, p2)[""].window_epoch == 1).all()
+
+
+def _fake_simulation(p, growth_slopes):
+    """Class norms of known slopes: initial norms 5 · w^-0.1 · (1 + s/10) (slope -0.1 in every seed s),
+    at every later epoch the initial norm times 1.2 · w^b_s (growth slope b_s)."""
+    w = np.asarray(p.class_weights)
+    S, C = p.seeds, len(w)
+    init = 5 * w[None, :] ** -0.1 * (1 + np.arange(S)[:, None] / 10)
+    later = init * 1.2 * w[None, :] ** np.asarray(growth_slopes)[:, None]
+    norms = np.concatenate([init[:, None, :], np.repeat(later[:, None, :], p.epochs, axis=1)], axis=1)
+    runs = tuple({"labels": np.repeat(np.arange(C), [1, 2, 4, 8])} for _ in range(S))
+    return sim_classes.ImbalanceResult(sim_classes.ImbalanceSetup.of(p), norms, np.zeros((S, p.epochs)), runs)
+
+
+@pytest.mark.parametrize("sign, verdict", [(1, "holds"), (-1, "contradicted")])
+def test_imbalance_slope_check_on_known_slopes(monkeypatch, sign, verdict):
+    imb = importlib.import_module("reproduce.fig_sim_imbalance")
+    p = imb.Params(epochs=4, seeds=4, window_end=2)
+    b = sign * np.array([0.1, 0.2, 0.3, 0.4])
+    monkeypatch.setattr(imb, "imbalance_simulation", lambda setup: _fake_simulation(p, b))
+    fr = imb.frames({}, p)
+    checks = {c.test: c for c in imb.checks(fr, p)}
+    primary = checks[imb.GROWTH_SLOPE]
+    assert len(imb.GROWTH_SLOPE) <= 100 and primary.claim == "sim-imbalance" and primary.direction == "> 0"
+    assert primary.per_seed == pytest.approx(b, abs=1e-12)
+    half = stats.t.ppf(0.975, 3) * np.std(b, ddof=1) / 2            # t-interval over 4 seeds
+    assert (primary.effect, primary.ci_low, primary.ci_high) == pytest.approx((sign * 0.25, sign * 0.25 - half,
+                                                                               sign * 0.25 + half), abs=1e-12)
+    assert primary.verdict == verdict and not primary.descriptive
+    norm = checks["slope of log class norm on log class weight"]     # the norm itself: b_s + the initial -0.1
+    assert norm.per_seed == pytest.approx(b - 0.1, abs=1e-12)
+    assert fr["slopes"].slope_initial_norm.to_numpy() == pytest.approx(np.full(4, -0.1), abs=1e-12)
+
+
+def _cosine_knn_by_brute_force(emb, k):
+    u = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    d = 1 - u @ u.T
+    np.fill_diagonal(d, np.inf)
+    return np.sort(d, axis=1)[:, k - 1]
+
+
+def test_density_strengthening_is_decided_on_the_own_points():
+    den = importlib.import_module("reproduce.fig_sim_density")
+    base = artifact_params("smoke", "fig_sim_density", den.Params)
+    assert base.evaluation == "released"
+    res = sim_classes.imbalance_simulation(sim_classes.ImbalanceSetup.of(base))
+    expected = []
+    for s in range(base.seeds):
+        trained, init = res.runs[s]["embeddings"], res.runs[s]["initial_embeddings"]
+        rho = [stats.spearmanr(np.linalg.norm(e, axis=1), _cosine_knn_by_brute_force(e, base.k)).statistic
+               for e in (trained, init)]
+        expected.append(rho[0] - rho[1])
+    for evaluation in ("released", "own"):      # the figure's evaluation does not change the decision
+        p = den.Params(**{**base.__dict__, "evaluation": evaluation})
+        checks = {c.test: c for c in den.checks(den.frames({}, p), p)}
+        primary = checks[den.STRENGTHENS]
+        assert len(den.STRENGTHENS) <= 100 and primary.claim == "sim-density" and primary.direction == "< 0"
+        assert primary.per_seed == pytest.approx(expected, abs=1e-9) and not primary.descriptive
+        released = [c for c in checks.values() if c.descriptive]
+        assert len(released) == 1 and "released" in released[0].regime and "cannot decide" in released[0].detail
+        assert not np.allclose(released[0].per_seed, expected)

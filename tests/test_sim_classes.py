@@ -136,3 +136,60 @@ def test_imbalance_simulation_is_cached_and_read_only():
 def test_class_mean_norms_by_hand():
     z = torch.tensor([[3.0, 4.0], [0.0, 1.0], [6.0, 8.0]])
     assert sc.class_mean_norms(z, torch.tensor([0, 1, 0]), 3) == pytest.approx([7.5, 1.0, np.nan], nan_ok=True)
+
+
+def test_loglog_slope_by_hand():
+    w = np.array([1.0, 2.0, 4.0, 8.0])
+    assert float(sc.loglog_slope(w, 3 * w ** 0.5)) == pytest.approx(0.5, abs=1e-12)     # noise-free power law
+    # log2 w = 0, 1, 2, 3 (centred -1.5, -0.5, 0.5, 1.5; Sxx = 5), log2 y = 0, 0, 0, 3 -> 1.5 * 3 / 5 = 0.9
+    assert float(sc.loglog_slope(w, [1.0, 1.0, 1.0, 8.0])) == pytest.approx(0.9, abs=1e-12)
+    # rows: one slope each; units of weights and values do not matter; a NaN (empty class) gives NaN
+    rows = np.array([7 * w ** -1.0, np.full(4, 5.0), [2.0, 2.0, np.nan, 2.0]])
+    got = sc.loglog_slope(1000 * w, rows)
+    assert got.shape == (3,) and got[:2] == pytest.approx([-1.0, 0.0], abs=1e-12) and np.isnan(got[2])
+    # growth relative to each class's own initial norm: any initial norms cancel
+    init = np.array([9.7, 6.8, 8.1, 7.3])
+    assert float(sc.loglog_slope(w, (init * 1.1 * w ** 0.25) / init)) == pytest.approx(0.25, abs=1e-12)
+
+
+@pytest.mark.parametrize("weights, values, match", [
+    ([1.0, 0.0, 4.0], [1.0, 1.0, 1.0], "weights must be"),
+    ([2.0, 2.0, 2.0], [1.0, 2.0, 3.0], "not all be equal"),
+    ([1.0, 2.0, 4.0], [1.0, 2.0], "3 entries on their last axis"),
+    ([1.0, 2.0, 4.0], [1.0, -0.5, 2.0], "values must be > 0"),
+])
+def test_loglog_slope_errors(weights, values, match):
+    with pytest.raises(ValueError, match=match):
+        sc.loglog_slope(weights, values)
+
+
+def test_batched_helpers_equal_their_single_run_results():
+    labels = torch.tensor([[0, 0, 1, 1, 2, 0], [1, 1, 1, 0, 0, 2]])
+    both = sc.draw_partners(labels, [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)])
+    for i, seed in enumerate((1, 2)):
+        assert torch.equal(both[i], sc.draw_partners(labels[i], torch.Generator().manual_seed(seed)))
+    partners = torch.tensor([[1, 0, 1, -1], [-1, -1, -1, -1]])
+    mask = sc.positive_mask(partners, symmetric=True)
+    assert mask.shape == (2, 4, 4) and mask[0].sum(1).tolist() == [1, 2, 1, 0] and not mask[1].any()
+    # run 0: four points at 90° steps on the circle; run 1: no positive -> loss 0, zero gradient
+    z = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]] * 2, dtype=torch.float64, requires_grad=True)
+    loss = sc.pairs_infonce(z, mask, 1.0)
+    # run 0, denominators e^0 + e^0 + e^-1 for every anchor; anchors 0 and 2: one positive (cos 0),
+    # anchor 1: two (cos 0, cos 0); anchor 3 has none and is left out of the mean
+    den = 2 + math.exp(-1)
+    assert loss.shape == (2,)
+    assert loss.detach().tolist() == pytest.approx([(2 * math.log(den) + math.log(den / 2)) / 3, 0.0], rel=1e-12)
+    loss.sum().backward()
+    assert torch.isfinite(z.grad).all() and not z.grad[1].any()
+
+
+def test_runs_side_by_side_equal_single_runs():
+    """Training seeds together (batched products) gives each seed the run it gets alone."""
+    setup = sc.ImbalanceSetup(n_samples=96, epochs=3, batch_size=32, seeds=2)
+    together = sc.train_imbalance_runs(setup, [3, 5])
+    for seed, run in zip((3, 5), together):
+        alone = sc.train_imbalance_run(setup, seed)
+        for key in ("labels", "initial_embeddings", "eval_initial_embeddings", "latent", "eval_labels"):
+            assert np.array_equal(run[key], alone[key]), key          # same data and init, exactly
+        for key in ("class_norms", "loss", "embeddings", "eval_embeddings"):
+            assert np.allclose(run[key], alone[key], rtol=1e-5, atol=1e-5), key   # float32 sums in another order

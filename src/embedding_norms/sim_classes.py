@@ -15,6 +15,8 @@ Follows the released ``Simulations.ipynb`` (cells 4-8) where the paper is silent
   (:meth:`ImbalanceResult.evaluation`); the model's own training points with cosine distance are
   the option ``"own"``.
 
+The seeds of a simulation are trained side by side (:func:`train_imbalance_runs`: batched products,
+each seed on its own data, init and batches); :func:`loglog_slope` is simulation (b)'s statistic.
 :class:`ImbalanceSetup` is validated once when it is constructed.
 """
 
@@ -131,19 +133,27 @@ def spherical_classes(weights, n: int, setup: ImbalanceSetup, spread: float,
     return setup.input_scale * u @ A.t(), u, labels
 
 
-def draw_partners(labels: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def draw_partners(labels: torch.Tensor, generator=None) -> torch.Tensor:
     """One uniformly random same-class partner per anchor (``-1`` when the anchor has none).
 
     Args:
-        labels: ``(B,)`` class ids.
+        labels: ``(B,)`` class ids, or ``(S, B)`` for ``S`` independent runs.
+        generator: ``None``, one ``torch.Generator`` (``(B,)`` labels), or a sequence of ``S``
+            generators, one per row of ``(S, B)`` labels (each draws its row's ``(B, B)`` scores, so a
+            row gets the partners a ``(B,)`` call with that generator gets).
 
     Returns:
-        ``(B,)`` int64 partner indices.
+        int64 partner indices of the shape of ``labels``.
     """
-    n = len(labels)
-    same = (labels.view(-1, 1) == labels.view(1, -1)) & ~torch.eye(n, dtype=torch.bool)
-    scores = torch.rand(n, n, generator=generator).masked_fill(~same, -1.0)
-    return torch.where(same.any(1), scores.argmax(1), torch.full((n,), -1))
+    n = labels.shape[-1]
+    same = (labels.unsqueeze(-1) == labels.unsqueeze(-2)) & ~torch.eye(n, dtype=torch.bool)
+    if labels.dim() == 1:
+        scores = torch.rand(n, n, generator=generator)
+    else:
+        gens = generator if isinstance(generator, (list, tuple)) else [generator] * labels.shape[0]
+        scores = torch.stack([torch.rand(n, n, generator=g) for g in gens])
+    scores = scores.masked_fill(~same, -1.0)
+    return torch.where(same.any(-1), scores.argmax(-1), torch.full(labels.shape, -1))
 
 
 def positive_mask(partners: torch.Tensor, symmetric: bool) -> torch.Tensor:
@@ -151,16 +161,15 @@ def positive_mask(partners: torch.Tensor, symmetric: bool) -> torch.Tensor:
     ``mask[partners[i], i]``, as the released ``attract_pairs_infonce_loss``).
 
     Args:
-        partners: ``(B,)`` partner indices, ``-1`` for none.
+        partners: ``(..., B)`` partner indices, ``-1`` for none.
 
     Returns:
-        ``(B, B)`` bool.
+        ``(..., B, B)`` bool.
     """
-    n = len(partners)
-    mask = torch.zeros(n, n, dtype=torch.bool)
     has = partners >= 0
-    mask[torch.arange(n)[has], partners[has]] = True
-    return mask | mask.t() if symmetric else mask
+    mask = torch.zeros(*partners.shape, partners.shape[-1], dtype=torch.bool)
+    mask.scatter_(-1, partners.clamp(min=0).unsqueeze(-1), has.unsqueeze(-1))  # one write per row
+    return mask | mask.transpose(-1, -2) if symmetric else mask
 
 
 def pairs_infonce(z: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -169,21 +178,23 @@ def pairs_infonce(z: torch.Tensor, mask: torch.Tensor, temperature: float) -> to
     its ``+1e-8`` inside the log).
 
     Args:
-        z: ``(B, dim)`` embeddings; mask: ``(B, B)`` bool positives (:func:`positive_mask`).
+        z: ``(..., B, dim)`` embeddings (leading axes: independent runs); mask: ``(..., B, B)`` bool
+            positives (:func:`positive_mask`), ``B >= 2``.
         temperature: > 0 (validated by the caller's setup).
 
     Returns:
-        scalar; 0 (with gradient) when no anchor has a positive.
+        ``(...)``: one loss per run (a scalar for ``(B, dim)``); 0 (with a zero gradient) for a run in
+        which no anchor has a positive.
     """
-    u = F.normalize(z, dim=1)
-    s = u @ u.t() / temperature
-    eye = torch.eye(len(u), dtype=torch.bool)
-    valid = mask.any(1)
-    if not bool(valid.any()):
-        return z.sum() * 0.0
-    log_num = torch.logsumexp(s.masked_fill(~mask, float("-inf")), dim=1)
-    log_den = torch.logsumexp(s.masked_fill(eye, float("-inf")), dim=1)
-    return -(log_num - log_den)[valid].mean()
+    u = F.normalize(z, dim=-1)
+    s = u @ u.transpose(-1, -2) / temperature
+    eye = torch.eye(s.shape[-1], dtype=torch.bool)
+    valid = mask.any(-1)
+    # an anchor without a positive takes all columns (a finite value, dropped below: no NaN gradient)
+    log_num = torch.logsumexp(s.masked_fill(~(mask | ~valid.unsqueeze(-1)), float("-inf")), dim=-1)
+    log_den = torch.logsumexp(s.masked_fill(eye, float("-inf")), dim=-1)
+    per_anchor = torch.where(valid, log_den - log_num, torch.zeros_like(log_num))
+    return per_anchor.sum(-1) / valid.sum(-1).clamp(min=1)
 
 
 def class_mean_norms(z: torch.Tensor, labels: torch.Tensor, n_classes: int) -> np.ndarray:
@@ -192,6 +203,40 @@ def class_mean_norms(z: torch.Tensor, labels: torch.Tensor, n_classes: int) -> n
     total = torch.zeros(n_classes, dtype=torch.float64).index_add_(0, labels, norms)
     count = torch.bincount(labels, minlength=n_classes).double()
     return (total / count).numpy()  # 0/0 = NaN for an empty class
+
+
+def loglog_slope(weights, values) -> np.ndarray:
+    """Least-squares slope ``b`` of ``log(values) = a + b · log(weights)`` over the classes, one per
+    row (simulation (b)'s statistic, issue 20; replaces a Spearman ρ over 4 classes).
+
+    ``b`` is the elasticity of the value in the class weight: doubling a class's weight multiplies its
+    value by ``2**b``; it is the same for every base of the logarithm. With ``values`` the classes' mean
+    norms it measures "frequent classes get larger norms"; with the ratios trained / initial norm it
+    measures the growth relative to each class's own initial norm (defined for every class, because a
+    class mean norm is > 0, where a norm difference can be <= 0 and has no logarithm).
+
+    Args:
+        weights: ``(C,)`` class weights or sizes, finite and > 0, not all equal.
+        values: ``(..., C)`` per-class values > 0 (a NaN, e.g. an empty class, gives a NaN slope).
+
+    Returns:
+        ``(...,)`` slopes (a 0-d array for a 1-d ``values``), dimensionless.
+
+    Raises:
+        ValueError: a weight that is not finite and > 0, weights all equal, ``values`` whose last
+            axis is not ``C`` long, or a value <= 0 (its logarithm is undefined).
+    """
+    w, y = np.asarray(weights, dtype=float), np.asarray(values, dtype=float)
+    if w.ndim != 1 or not (np.isfinite(w) & (w > 0)).all():
+        raise ValueError(f"weights must be a 1-d array of finite numbers > 0, got {weights!r}")
+    if np.ptp(w) == 0:
+        raise ValueError(f"weights must not all be equal (no slope to fit), got {weights!r}")
+    if y.ndim == 0 or y.shape[-1] != len(w):
+        raise ValueError(f"values must have {len(w)} entries on their last axis (one per class), got shape {y.shape}")
+    if (y <= 0).any():
+        raise ValueError("values must be > 0 (log is undefined for a value <= 0)")
+    x, ly = np.log(w) - np.log(w).mean(), np.log(y)
+    return (ly - ly.mean(axis=-1, keepdims=True)) @ x / (x @ x)
 
 
 @contextmanager
@@ -205,64 +250,104 @@ def _single_thread():
         torch.set_num_threads(prev)
 
 
-def train_imbalance_run(setup: ImbalanceSetup, seed: int, progress: Optional[bool] = False) -> dict[str, np.ndarray]:
-    """One run of simulation (b): the MLP ``Linear-ReLU-Linear`` trained by plain SGD with
-    :func:`pairs_infonce` (``setup.loss``), every epoch over shuffled batches (the last smaller).
+def _stacked_mlp(setup: ImbalanceSetup, seeds: list[int]) -> list[torch.Tensor]:
+    """The ``Linear-ReLU-Linear`` MLP of every seed (torch's default init, global RNG seeded with the
+    seed and restored), stacked and transposed: ``W1ᵀ (S, data, hidden)``, ``b1 (S, hidden)``,
+    ``W2ᵀ (S, hidden, embed)``, ``b2 (S, embed)``, contiguous leaf tensors with gradients."""
+    per_seed = []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            m = nn.Sequential(nn.Linear(setup.data_dim, setup.hidden_dim), nn.ReLU(),
+                              nn.Linear(setup.hidden_dim, setup.embed_dim))
+        per_seed.append([m[0].weight.t(), m[0].bias, m[2].weight.t(), m[2].bias])
+    return [torch.stack([w[i].detach() for w in per_seed]).contiguous().requires_grad_() for i in range(4)]
 
-    Seeded by ``seed`` (training data, init, batches, partners); simulation (c)'s balanced
-    evaluation set uses the separate seed ``seed + EVAL_SEED_OFFSET``. The global torch RNG is untouched.
+
+def _mlp(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``x: (S, n, data_dim) -> (S, n, embed_dim)`` through the stacked MLPs of :func:`_stacked_mlp`."""
+    w1, b1, w2, b2 = params
+    h = torch.relu(torch.baddbmm(b1.unsqueeze(1), x, w1))
+    return torch.baddbmm(b2.unsqueeze(1), h, w2)
+
+
+def train_imbalance_runs(setup: ImbalanceSetup, seeds, progress: Optional[bool] = False) -> list[dict[str, np.ndarray]]:
+    """Runs of simulation (b), one per seed, trained side by side (batched matrix products; each run
+    only sees its own data, init, batches and partners, so a run does not depend on the others): the
+    MLP ``Linear-ReLU-Linear`` trained by plain SGD with :func:`pairs_infonce` (``setup.loss``), every
+    epoch over shuffled batches (the last smaller).
+
+    Run ``s`` is seeded by ``s`` (training data, init, batches, partners); simulation (c)'s balanced
+    evaluation set uses the separate seed ``s + EVAL_SEED_OFFSET``. The global torch RNG is untouched.
+    A step in which no anchor of a run has a partner leaves that run unchanged (released: zero loss).
+
+    Args:
+        setup: the constants; seeds: the seeds (ints); progress: tqdm over epochs (``None``: tqdm decides).
 
     Returns:
-        ``class_norms`` ``(epochs+1, C)`` (row 0: initialisation); ``loss`` ``(epochs,)``;
+        per seed: ``class_norms`` ``(epochs+1, C)`` (row 0: initialisation); ``loss`` ``(epochs,)``;
         ``embeddings``/``initial_embeddings`` ``(N, embed_dim)`` of the training points after
         training / at initialisation; ``labels`` ``(N,)``; ``latent`` ``(N, latent_dim)``;
         ``eval_embeddings``/``eval_initial_embeddings``/``eval_labels``/``eval_latent``: the same
         on the balanced evaluation set.
 
     Raises:
-        FloatingPointError: the loss becomes non-finite.
+        FloatingPointError: the loss of a run becomes non-finite (the message names the seed).
     """
-    C = len(setup.class_weights)
-    g = torch.Generator().manual_seed(int(seed))
-    x, u, labels = spherical_classes(setup.class_weights, setup.n_samples, setup, setup.class_spread, g)
-    xe, ue, le = spherical_classes((1.0,) * C, setup.n_samples, setup, setup.eval_spread,
-                                  torch.Generator().manual_seed(int(seed) + EVAL_SEED_OFFSET))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        model = nn.Sequential(nn.Linear(setup.data_dim, setup.hidden_dim), nn.ReLU(),
-                              nn.Linear(setup.hidden_dim, setup.embed_dim))
-    opt = torch.optim.SGD(model.parameters(), lr=setup.lr)
-    hist, losses = np.zeros((setup.epochs + 1, C)), np.zeros(setup.epochs)
+    seeds = [int(s) for s in seeds]
+    C, S, N = len(setup.class_weights), len(seeds), setup.n_samples
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    train = [spherical_classes(setup.class_weights, N, setup, setup.class_spread, g) for g in gens]
+    held = [spherical_classes((1.0,) * C, N, setup, setup.eval_spread, torch.Generator().manual_seed(s + EVAL_SEED_OFFSET))
+            for s in seeds]
+    x, labels, xe = (torch.stack([t[i] for t in d]) for d, i in ((train, 0), (train, 2), (held, 0)))
+    params = _stacked_mlp(setup, seeds)
+    opt = torch.optim.SGD(params, lr=setup.lr)
+    hist, losses = np.zeros((S, setup.epochs + 1, C)), np.zeros((S, setup.epochs))
+    rows = torch.arange(S).unsqueeze(1)
+
+    def class_norms(z: torch.Tensor) -> np.ndarray:
+        return np.stack([class_mean_norms(z[i], labels[i], C) for i in range(S)])
+
     with torch.no_grad():
-        init_emb, init_eval = model(x), model(xe)
-    hist[0] = class_mean_norms(init_emb, labels, C)
-    N = len(labels)
-    for epoch in tqdm(range(setup.epochs), desc=f"imbalance seed {seed}", leave=False,
+        init_emb, init_eval = _mlp(params, x), _mlp(params, xe)
+    hist[:, 0] = class_norms(init_emb)
+    for epoch in tqdm(range(setup.epochs), desc=f"imbalance, {S} seed(s)", leave=False,
                       disable=(None if progress is None else not progress)):
-        perm = torch.randperm(N, generator=g)
-        total, count = 0.0, 0
+        perm = torch.stack([torch.randperm(N, generator=g) for g in gens])
+        total, count = np.zeros(S), np.zeros(S)
         for start in range(0, N, setup.batch_size):
-            idx = perm[start:start + setup.batch_size]
-            mask = positive_mask(draw_partners(labels[idx], g), symmetric=setup.loss == "symmetric")
+            idx = perm[:, start:start + setup.batch_size]
+            mask = positive_mask(draw_partners(labels[rows, idx], gens), symmetric=setup.loss == "symmetric")
             if not bool(mask.any()):
                 continue  # released: zero loss, a no-op step of plain SGD
-            loss = pairs_infonce(model(x[idx]), mask, setup.temperature)
-            if not bool(torch.isfinite(loss)):
-                raise FloatingPointError(f"non-finite loss in the imbalance simulation (seed {seed}, epoch {epoch + 1})")
+            loss = pairs_infonce(_mlp(params, x[rows, idx]), mask, setup.temperature)
+            bad = ~torch.isfinite(loss)
+            if bool(bad.any()):
+                raise FloatingPointError(f"non-finite loss in the imbalance simulation (seed "
+                                         f"{seeds[int(bad.nonzero()[0, 0])]}, epoch {epoch + 1})")
             opt.zero_grad()
-            loss.backward()
+            loss.sum().backward()
             opt.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        losses[epoch] = total / max(count, 1)
+            has = mask.flatten(1).any(1).numpy()
+            total += np.where(has, loss.detach().numpy(), 0.0) * idx.shape[1]
+            count += has * idx.shape[1]
+        losses[:, epoch] = total / np.maximum(count, 1)
         with torch.no_grad():
-            hist[epoch + 1] = class_mean_norms(model(x), labels, C)
+            hist[:, epoch + 1] = class_norms(_mlp(params, x))
     with torch.no_grad():
-        emb, emb_eval = model(x), model(xe)
-    return {"class_norms": hist, "loss": losses, "embeddings": emb.numpy(), "initial_embeddings": init_emb.numpy(),
-            "labels": labels.numpy(), "eval_embeddings": emb_eval.numpy(),
-            "eval_initial_embeddings": init_eval.numpy(), "eval_labels": le.numpy(),
-            "latent": u.numpy(), "eval_latent": ue.numpy()}
+        emb, emb_eval = _mlp(params, x), _mlp(params, xe)
+    return [{"class_norms": hist[i], "loss": losses[i], "embeddings": emb[i].numpy(),
+             "initial_embeddings": init_emb[i].numpy(), "labels": labels[i].numpy(),
+             "eval_embeddings": emb_eval[i].numpy(), "eval_initial_embeddings": init_eval[i].numpy(),
+             "eval_labels": held[i][2].numpy(), "latent": train[i][1].numpy(), "eval_latent": held[i][1].numpy()}
+            for i in range(S)]
+
+
+def train_imbalance_run(setup: ImbalanceSetup, seed: int, progress: Optional[bool] = False) -> dict[str, np.ndarray]:
+    """One run of simulation (b): :func:`train_imbalance_runs` of the single ``seed`` (same returns
+    and errors)."""
+    return train_imbalance_runs(setup, [seed], progress)[0]
 
 
 def _readonly(a) -> np.ndarray:
@@ -314,10 +399,10 @@ class ImbalanceResult:
 
 @lru_cache(maxsize=4)
 def imbalance_simulation(setup: ImbalanceSetup, progress: Optional[bool] = None) -> ImbalanceResult:
-    """All ``setup.seeds`` runs of :func:`train_imbalance_run`, cached on ``setup`` (so the imbalance
+    """All ``setup.seeds`` runs of :func:`train_imbalance_runs`, cached on ``setup`` (so the imbalance
     and density artifacts of one process train once), on one torch thread."""
     with _single_thread():
-        runs = [train_imbalance_run(setup, s, progress) for s in range(setup.seeds)]
+        runs = train_imbalance_runs(setup, range(setup.seeds), progress)
     return ImbalanceResult(setup=setup, class_norms=_readonly(np.stack([r["class_norms"] for r in runs])),
                            loss=_readonly(np.stack([r["loss"] for r in runs])),
                            runs=tuple({k: _readonly(v) for k, v in r.items()} for r in runs))
