@@ -100,6 +100,33 @@ def seed_interval(values: Sequence[float], level: float = 0.95) -> Interval:
     return Interval(mean, float(lo), float(hi), n, level, f"t-interval over {n} seeds")
 
 
+def correlation_interval(rhos: Sequence[float], level: float = 0.95) -> Interval:
+    """Mean of per-seed correlations with a t-interval on the Fisher-z scale (issue 20).
+
+    Each seed's correlation ``rho_i`` (e.g. a Spearman rho over images) becomes
+    ``z_i = atanh(rho_i)``; the interval is :func:`seed_interval` of the ``z_i``
+    (``mean(z) ± t_{(1+level)/2, n-1} · s_z / sqrt(n)``) and the mean and both bounds are mapped back
+    with ``tanh``, so the interval stays inside [-1, 1] and is not symmetric about the mean. The
+    reported mean is ``tanh(mean(z))``, not the plain mean of the rhos. A rho of exactly ±1 is
+    clipped to ±(1 - 1e-12) first (atanh is infinite there); non-finite values are left out and
+    reduce ``n``; with ``n < 2`` the bounds are NaN, as in :func:`seed_interval`.
+
+    Args:
+        rhos: ``(n,)`` one correlation per seed, each in [-1, 1].
+        level: coverage, in (0, 1).
+
+    Raises:
+        ValueError: ``level`` outside (0, 1), or a finite correlation outside [-1, 1].
+    """
+    _check_level(level)
+    r = _finite(rhos)
+    if (np.abs(r) > 1).any():
+        raise ValueError(f"correlations must lie in [-1, 1], got {r[np.abs(r) > 1].tolist()}")
+    iv = seed_interval(np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12)).tolist(), level)
+    method = iv.method.replace("t-interval", "t-interval of atanh(rho) (Fisher z)") if iv.n >= 2 else iv.method
+    return Interval(math.tanh(iv.mean), math.tanh(iv.low), math.tanh(iv.high), iv.n, level, method)  # tanh(NaN) = NaN
+
+
 def combined_interval(estimates: Sequence[float], bootstrap_se: Sequence[float], level: float = 0.95) -> Interval:
     """Interval of the mean of per-seed estimates that also carry a within-seed bootstrap error.
 
