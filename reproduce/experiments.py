@@ -56,9 +56,28 @@ def label(method: str, seed: int, dataset: str = "cifar10", *parts: str) -> str:
 def base_run(plan: Plan, method: str, seed: int, dataset: str = "cifar10",
              extra: Optional[Mapping[str, Any]] = None, tag: str = "") -> RunSpec:
     """The method's released settings at the profile's scale, with training seed ``seed``
-    (optionally on another dataset, optionally with ``extra`` overrides described by ``tag``)."""
-    ov = seeded(plan, merge(dataset_overrides(dataset), extra), seed)
-    return plan.run(method, label(method, seed, dataset, *([tag] if tag else [])), ov)
+    (optionally on another dataset, optionally with ``extra`` overrides described by ``tag``).
+
+    The plain base run (no ``extra``) on CIFAR-10 with a test subset also saves the norms of all
+    10 000 test images at epoch 0 and at the end of training (:func:`full_test_norms`), for Figure
+    4's CIFAR-10H panel; every artifact that declares it gets the same run."""
+    ov = merge(dataset_overrides(dataset), extra)
+    if extra is None:
+        ov = merge(ov, full_test_norms(plan, method, dataset))
+    return plan.run(method, label(method, seed, dataset, *([tag] if tag else [])), seeded(plan, ov, seed))
+
+
+def full_test_norms(plan: Plan, method: str, dataset: str) -> dict[str, Any]:
+    """Overrides that make a base run save the norms of every test image (split ``test_all``) at
+    epoch 0 and at its last epoch, where it saves embeddings (``train.full_test_norms_epochs``);
+    ``{}`` off CIFAR-10 (CIFAR-10H labels only its test set) or without a test subset (``test``
+    is then every test image already). Cost at quick scale: one un-augmented pass over 10 000
+    images per such epoch, about as long as one embeddings save (2.5-3 s)."""
+    cfg = plan.config(method)
+    if dataset != "cifar10" or cfg.data.test_size is None:
+        return {}
+    epochs = [e for e in (0, cfg.train.epochs) if e in cfg.train.save_embeddings_epochs]
+    return {"train": {"full_test_norms_epochs": epochs}} if epochs else {}
 
 
 #: Balanced pool of an imbalanced run, as a multiple of the profile's training subset (capped

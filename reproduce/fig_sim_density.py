@@ -148,7 +148,7 @@ def checks(fr: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
         return f"ρ of the untrained network: {iv.mean:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
 
     return [
-        ClaimCheck.from_effects("sim-density", "embedding norm against the distance to the k-th neighbour (trained MLP)",
+        ClaimCheck.from_correlations("sim-density", "embedding norm against the distance to the k-th neighbour (trained MLP)",
                                 f"Spearman ρ(norm, {p.k}-NN distance)", t.spearman_trained, "< 0",
                                 regime(p.evaluation), detail=untrained(t)),
         ClaimCheck.from_effects("sim-density", STRENGTHENS, f"ρ(trained) − ρ(untrained), ρ = Spearman ρ(norm, {p.k}-NN "

@@ -187,3 +187,23 @@ def test_auroc_bootstrap_interval():
     assert same["ci_low"] < 0.5 < same["ci_high"]   # same distribution: chance inside the interval
     with pytest.raises(ValueError, match="both groups"):
         novelty_auroc([], [1.0])
+
+
+def test_image_spearman_and_partial_spearman_by_hand():
+    """Five images. rho(x, y) for y = (2, 1, 4, 3, 5): sum d^2 = 4 -> 1 - 6*4/(5*24) = 0.8. A 0/1
+    quantity (0, 0, 1, 0, 1) has average ranks (2, 2, 4.5, 2, 4.5): rho = 5 / sqrt(10 * 7.5) = 1/sqrt(3).
+    Partial given c = (1, 3, 2, 5, 4): r_xc = 0.8, r_yc = 1 - 6*14/120 = 0.3 ->
+    (0.8 - 0.8*0.3) / sqrt((1 - 0.64)(1 - 0.09))."""
+    from embedding_norms.analysis import image_spearman, partial_spearman
+
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert image_spearman(x, [2, 1, 4, 3, 5]) == pytest.approx(0.8)
+    assert image_spearman(x, [0, 0, 1, 0, 1]) == pytest.approx(1 / np.sqrt(3))
+    assert image_spearman(np.exp(x), -x ** 3) == pytest.approx(-1.0)        # any strictly anti-monotone relation
+    assert np.isnan(image_spearman(x, np.ones(5)))
+    assert partial_spearman(x, [2, 1, 4, 3, 5], [1, 3, 2, 5, 4]) == pytest.approx(0.56 / np.sqrt(0.36 * 0.91))
+    assert np.isnan(partial_spearman(x, [2, 1, 4, 3, 5], 2 * x))             # the control ranks x exactly
+    with pytest.raises(ValueError, match="one per image"):
+        image_spearman(x, [1, 2])
+    with pytest.raises(ValueError, match="non-finite"):
+        partial_spearman(x, x, [1, 2, np.nan, 4, 5])

@@ -46,10 +46,15 @@ def _flat(splits: dict) -> dict[str, np.ndarray]:
 
 
 class FakeRun:
-    """A finished run handle serving hand-made embeddings per epoch."""
+    """A finished run handle serving hand-made embeddings per epoch; its kNN accuracy rises from 20 %
+    at epoch 0 to ``20 + gain`` at the end (the learning gate reads it)."""
 
-    def __init__(self, spec, by_epoch: dict[int, dict], usable: bool = True):
+    def __init__(self, spec, by_epoch: dict[int, dict], usable: bool = True, gain: float = 20.0):
         self.spec, self.cfg, self.by_epoch, self.usable, self.label = spec, spec.cfg, by_epoch, usable, spec.label
+        self.gain = gain
+
+    def metrics(self):
+        return pd.DataFrame({"epoch": [0, self.cfg.train.epochs], "knn_acc": [20.0, 20.0 + self.gain]})
 
     def embeddings(self, epoch=None):
         if not self.by_epoch or (epoch is not None and epoch not in self.by_epoch):
@@ -145,10 +150,11 @@ def test_embedding_of_reads_vectors_by_name():
 def test_fig4_runs_are_the_shared_base_runs_and_params_validate(data_dir):
     plan = _plan("smoke", 2, str(data_dir))
     specs = fig4.runs(plan, fig4.Params())
-    assert set(specs) == {fig4.Key("cifar10", m, s) for m in ("simclr", "simsiam") for s in (0, 1)}
+    assert set(specs) == {fig4.Key("cifar10", m, s) for m in ("simclr", "simsiam", "byol") for s in (0, 1)}
     for k, s in specs.items():      # the method's base run with only the seed changed, exactly
-        # (plus the data source found here, which is part of every run's identity)
-        assert s.cfg.hash() == RunConfig.load(k.method, "smoke", {"train": {"seed": k.seed},
+        # (plus the data source found here, which is part of every run's identity, and the norms of
+        # every test image at epoch 0 and the last epoch, 2 in smoke)
+        assert s.cfg.hash() == RunConfig.load(k.method, "smoke", {"train": {"seed": k.seed, "full_test_norms_epochs": [0, 2]},
                                                                   "data": {"source": s.cfg.data.source}}).hash()
     assert fig4.Params().views("imagenet100") == ["unaugmented", "augmented"]      # as released
     assert fig4.Params().views("cifar10") == ["augmented", "unaugmented"]
@@ -167,14 +173,17 @@ def test_fig4_knn_trend_over_seeds_follows_fabricated_norms(sign, monkeypatch):
     rng = np.random.default_rng(0)
     fr = _fig4_frames(plan, p, lambda k: _knn_splits(rng, 600, sign))
     checks = fig4.checks(fr, p)
-    knn = [c for c in checks if c.claim == "norm-knn"]
-    assert len(knn) == 8                               # 2 methods x 2 kNN variants x 2 train views
+    knn = [c for c in checks if c.claim == "norm-knn" and "given" not in c.test]
+    assert len(knn) == 12                              # 3 methods x 2 kNN variants x 2 train views
     assert all(c.n_seeds == 3 and len(c.per_seed) == 3 for c in knn)
     assert all(c.verdict == ("holds" if sign > 0 else "contradicted") for c in knn), [(c.test, c.per_seed) for c in knn]
-    assert all(min(c.per_seed) > 0.5 if sign > 0 else max(c.per_seed) < -0.5 for c in knn)
+    assert all(min(c.per_seed) > 0.3 if sign > 0 else max(c.per_seed) < -0.3 for c in knn)
+    # the control given the epoch-0 norm: these runs save no epoch 0 -> not run, per method (shown view)
+    control = [c for c in checks if c.claim == "norm-knn" and "given" in c.test]
+    assert len(control) == 3 and all(c.verdict == "not run" for c in control)
     human = [c for c in checks if c.claim == "norm-human"]
-    assert len(human) == 6 and all(c.verdict == "not run" and "stand-in" in c.detail for c in human)
-    assert set(fr["buckets"].variant) == {"self", "loo"} and (fr["buckets"]["count"] >= 10).all()
+    assert len(human) == 15 and all(c.verdict == "not run" and "stand-in" in c.detail for c in human)
+    assert set(fr["buckets"].variant) == {"self", "loo"} and fr["buckets"]["drawn"].any()
     assert any("stand-in" in n for n in fig4.notes(fr, p))
     figs = fig4.figures(fr, p)
     assert set(figs) == {"", "loo", "unaugmented"}
@@ -190,41 +199,74 @@ def test_fig4_trend_at_every_saved_epoch_and_checks_at_the_last(monkeypatch):
     rng = np.random.default_rng(3)
     fr = _fig4_frames(plan, p, None, by_epoch=lambda k, e: _knn_splits(rng, 600, 1.0 if e == 2 else -1.0))
     be = fr["by_epoch"].query("panel == 'knn'").set_index("epoch")
-    assert be.loc[0, "ci_high"] < -0.5 and be.loc[2, "ci_low"] > 0.5 and (be.seeds == 3).all()
-    knn = [c for c in fig4.checks(fr, p) if c.claim == "norm-knn" and not c.descriptive]
+    assert be.loc[0, "ci_high"] < -0.2 and be.loc[2, "ci_low"] > 0.2 and (be.seeds == 3).all()
+    knn = [c for c in fig4.checks(fr, p) if c.claim == "norm-knn" and "given" not in c.test]
     assert len(knn) == 1 and knn[0].verdict == "holds" and "epoch [2]" in knn[0].detail
-    # the descriptive control: the trend at the last epoch minus the untrained network's (epoch 0),
-    # paired by seed; fabricated rho about -1 at epoch 0 and +1 at epoch 2 -> about +2 per seed
-    change = [c for c in fig4.checks(fr, p) if c.claim == "norm-knn" and c.descriptive]
-    assert len(change) == 1 and "since initialisation" in change[0].test and len(change[0].per_seed) == 3
-    assert all(1.0 < d <= 2.0 for d in change[0].per_seed) and change[0].verdict == "holds"
-    assert fr[""].spearman_rho.iloc[0] == pytest.approx(be.loc[2, "effect"])
+    assert fr[""].rho.iloc[0] == pytest.approx(be.loc[2, "rho"])
     assert "effect" in fig4.figures(fr, p)
-    assert any("trend, SimCLR" in n and "ep 0 -" in n for n in fig4.notes(fr, p))
+    assert any(n.startswith("kNN accuracy (%), SimCLR") and "ep 0 -" in n for n in fig4.notes(fr, p))
     # epoch 0 missing everywhere: skipped with its reason; the last-epoch checks are unchanged
     fr2 = _fig4_frames(plan, p, lambda k: _knn_splits(np.random.default_rng(3), 600, 1.0))
     sk = fr2["_skipped"]
     assert set(fr2["by_epoch"].epoch) == {2} and set(sk[sk.panel == "all"].epoch) == {0}
     assert sk[sk.panel == "all"].reason.str.contains("no embeddings at epoch 0").all()
-    assert [c.verdict for c in fig4.checks(fr2, p) if c.claim == "norm-knn"] == ["holds"]
+    assert [c.verdict for c in fig4.checks(fr2, p) if c.claim == "norm-knn" and "given" not in c.test] == ["holds"]
     # the last epoch (2) missing: the check is not run (never decided on epoch 0), and says why
     specs = fig4.runs(plan, p)
     fr3 = fig4.frames({k: FakeRun(s, {0: _flat(_knn_splits(rng, 600, 1.0))}) for k, s in specs.items()}, p)
-    knn3 = [c for c in fig4.checks(fr3, p) if c.claim == "norm-knn"]
+    knn3 = [c for c in fig4.checks(fr3, p) if c.claim == "norm-knn" and "given" not in c.test]
     assert [c.verdict for c in knn3] == ["not run"] and "no embeddings at epoch 2" in knn3[0].detail
     assert set(fr3["by_epoch"].epoch) == {0} and not len(fr3[""])
     assert any(n.startswith("Not drawn") and "epoch 2" in n for n in fig4.notes(fr3, p))
     # a run that saves no embeddings at all: not run, with the reason
     bare = {k: FakeRun(s.__class__(s.label, s.cfg.replace({"train": {"save_embeddings_epochs": []}})), {})
             for k, s in specs.items()}
-    knn4 = [c for c in fig4.checks(fig4.frames(bare, p), p) if c.claim == "norm-knn"]
+    knn4 = [c for c in fig4.checks(fig4.frames(bare, p), p) if c.claim == "norm-knn" and "given" not in c.test]
     assert [c.verdict for c in knn4] == ["not run"] and "saves no embeddings at the end of training" in knn4[0].detail
     # a run saving epoch 0 only: the untrained network is never counted as the end of training
     early = {k: FakeRun(s.__class__(s.label, s.cfg.replace({"train": {"save_embeddings_epochs": [0]}})),
                         {0: _flat(_knn_splits(rng, 600, 1.0))}) for k, s in specs.items()}
     fr5 = fig4.frames(early, p)
-    assert [c.verdict for c in fig4.checks(fr5, p) if c.claim == "norm-knn"] == ["not run"]
+    assert [c.verdict for c in fig4.checks(fr5, p) if c.claim == "norm-knn" and "given" not in c.test] == ["not run"]
     assert set(fr5["by_epoch"].epoch) == {0}
+
+
+def _aligned_epochs(rng, n: int, epoch0_sign: float, growth: float):
+    """Epoch 0 and 2 of one run on the same images and directions: at epoch 0 the norm follows
+    clarity with ``epoch0_sign`` (0 = unrelated); at epoch 2 it is the epoch-0 norm plus ``growth`` x
+    clarity plus noise."""
+    labels = np.repeat(np.arange(4), n // 4)
+    clarity = rng.uniform(0.2, 1.0, len(labels))
+    n0 = 5 + epoch0_sign * 4 * (clarity - 0.6) + rng.normal(size=len(labels)) * (1.0 if epoch0_sign == 0 else 0.1)
+    n2 = n0 + growth * 4 * (clarity - 0.6) + 0.6 * rng.normal(size=len(labels))
+    seed = int(rng.integers(1 << 30))
+    make = lambda norm: {s: _split(np.random.default_rng(seed), labels, clarity, np.arange(len(labels)), norm)  # noqa: E731
+                         for s in ("train", "train_aug", "test")}
+    return {0: _flat(make(n0)), 2: _flat(make(n2))}
+
+
+def test_fig4_control_given_epoch0_norm_and_learning_gate(monkeypatch):
+    """Runs whose epoch-0 norm already ranks the images and whose training adds only noise: the plain
+    rho holds, the partial rho given the epoch-0 norm does not; runs whose norm only training aligned
+    with clarity: both hold. A base run that gained < 5 kNN points makes every check not testable."""
+    monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
+    plan, p = _plan("smoke", 3), fig4.Params(methods=("simclr",), knn_variants=("loo",), both_views=False)
+    specs = fig4.runs(plan, p)
+
+    def verdicts(epoch0_sign, growth, gain=20.0):
+        rng = np.random.default_rng(7)
+        fr = fig4.frames({k: FakeRun(s, _aligned_epochs(rng, 600, epoch0_sign, growth), gain=gain)
+                          for k, s in specs.items()}, p)
+        cs = [c for c in fig4.checks(fr, p) if c.claim == "norm-knn"]
+        return {("given" in c.test): c for c in cs}
+
+    untrained = verdicts(1.0, 0.0)           # the ranking is the untrained network's
+    assert untrained[False].verdict == "holds" and untrained[True].verdict != "holds"
+    assert abs(untrained[True].effect) < 0.15 < untrained[False].effect, (untrained[True].per_seed, untrained[False].per_seed)
+    learned = verdicts(0.0, 1.0)             # training put clarity into the norm
+    assert learned[False].verdict == "holds" and learned[True].verdict == "holds"
+    gated = verdicts(0.0, 1.0, gain=2.0)
+    assert {c.verdict for c in gated.values()} == {"not testable"} and "+2.0" in gated[False].detail
 
 
 def test_fig4_vector_p_is_the_predictor_output(monkeypatch):
@@ -237,7 +279,7 @@ def test_fig4_vector_p_is_the_predictor_output(monkeypatch):
         p = fig4.Params(methods=("simsiam",), vector=vector, knn_variants=("loo",), both_views=False)
         rng = np.random.default_rng(1)
         knn = [c for c in fig4.checks(_fig4_frames(plan, p, lambda k: _knn_splits(rng, 600, 1.0, True)), p)
-               if c.claim == "norm-knn"]
+               if c.claim == "norm-knn" and "given" not in c.test]
         assert len(knn) == 1 and knn[0].verdict == verdict, (vector, knn[0].per_seed)
 
 
@@ -246,7 +288,7 @@ def test_fig4_released_train_view_is_per_dataset(monkeypatch, data_dir):
     in the augmented view, so its first-view check holds and the other is contradicted."""
     monkeypatch.setenv("EMBEDDING_NORMS_DATA", str(data_dir))
     p = fig4.Params(datasets=("imagenet100",), knn_variants=("self",))
-    plan = _plan("smoke", 3, str(data_dir))  # 3 seeds: 2 cannot decide a Fisher-z interval here
+    plan = _plan("smoke", 3, str(data_dir))
     rng = np.random.default_rng(2)
 
     def make(k):
@@ -254,8 +296,8 @@ def test_fig4_released_train_view_is_per_dataset(monkeypatch, data_dir):
         return {"train": up["train"], "train_aug": down["train_aug"], "test": up["test"]}
 
     fr = _fig4_frames(plan, p, make)
-    by_view = {c.test.split("train (")[1].split(")")[0]: c.verdict for c in fig4.checks(fr, p) if c.claim == "norm-knn"
-               and c.test.startswith("SimCLR")}
+    by_view = {c.test.split(", ")[1].split(":")[0]: c.verdict for c in fig4.checks(fr, p) if c.claim == "norm-knn"
+               and c.test.startswith("SimCLR") and "given" not in c.test}
     assert by_view == {"unaugmented": "holds", "augmented": "contradicted"}
     assert p.views("imagenet100")[0] == "unaugmented"
 
@@ -286,14 +328,15 @@ def test_fig4_human_panels_on_real_labels(monkeypatch, data_dir):
         return {"train": train, "train_aug": train, "test": test}
 
     fr = _fig4_frames(plan, p, make)
-    human = [c for c in fig4.checks(fr, p) if c.claim == "norm-human"]
+    human = [c for c in fig4.checks(fr, p) if c.claim == "norm-human" and "given" not in c.test]
     agreement, entropy = [c for c in human if "agreement" in c.test], [c for c in human if "entropy" in c.test]
-    assert len(agreement) == 4 and len(entropy) == 2
-    assert all(c.n_seeds == 2 and min(c.per_seed) > 0.5 for c in agreement), [c.per_seed for c in agreement]
+    assert len(agreement) == 6 and len(entropy) == 3
+    # per-image rho: about 0.6 for 0/1 agreement split at norm 0.5 with overlap, entropy rho about -0.9
+    assert all(c.n_seeds == 2 and min(c.per_seed) > 0.4 for c in agreement), [c.per_seed for c in agreement]
     assert all(c.n_seeds == 2 and max(c.per_seed) < -0.5 for c in entropy), [c.per_seed for c in entropy]
-    knn = {c.test.split(",")[0]: c for c in fig4.checks(fr, p) if c.claim == "norm-knn"}
-    assert knn["SimCLR CIFAR-10"].verdict == "not run" and "only the norms" in knn["SimCLR CIFAR-10"].detail
-    assert knn["SimSiam CIFAR-10"].n_seeds == 2
+    knn = {c.test.split(",")[0]: c for c in fig4.checks(fr, p) if c.claim == "norm-knn" and "given" not in c.test}
+    assert knn["SimCLR CIFAR-10 z"].verdict == "not run" and "only the norms" in knn["SimCLR CIFAR-10 z"].detail
+    assert knn["SimSiam CIFAR-10 z"].n_seeds == 2
     b = fr["buckets"]
     # independent recomputation: the lowest agreement bucket of SimCLR seed 0, and the drawn entropy buckets
     idx, train, test, ent = made[fig4.Key("cifar10", "simclr", 0)]
@@ -303,7 +346,7 @@ def test_fig4_human_panels_on_real_labels(monkeypatch, data_dir):
     assert row["value"] == pytest.approx(100 * (aggre[idx][xn < 0.05] == clean[idx][xn < 0.05]).mean())
     tn = (test["z_norm"] - test["z_norm"].min()) / np.ptp(test["z_norm"])
     counts = np.bincount(np.minimum((tn * 20).astype(int), 19), minlength=20)
-    drawn = b[(b.panel == "entropy") & (b.method == "simclr") & (b.seed == 0)]
+    drawn = b[(b.panel == "entropy") & (b.method == "simclr") & (b.seed == 0) & b.drawn]
     assert drawn.bucket.tolist() == np.flatnonzero(counts >= 10).tolist()      # released minimum 10, not 50
     assert ((drawn["count"] >= 10) & (drawn["count"] < 50)).any()
 
@@ -334,6 +377,7 @@ def test_fig4_build_from_store_writes_outputs_and_skips_missing_runs(tmp_path, m
     store.ensure(cfg)
     (store.path(cfg) / "embeddings").mkdir(parents=True, exist_ok=True)
     np.savez(store.path(cfg) / "embeddings" / "epoch_0002.npz", **_flat(_knn_splits(np.random.default_rng(0), 400, 1.0)))
+    pd.DataFrame({"epoch": [0, 2], "knn_acc": [20.0, 40.0]}).to_csv(store.path(cfg) / "metrics.csv", index=False)
     store.set_status(cfg, "done", epoch=2)
     res = build(planned, store, OutputDirs(tmp_path / "out"))
     assert res.error == "" and res.status == "partial", res.error      # SimSiam run pending
@@ -342,7 +386,7 @@ def test_fig4_build_from_store_writes_outputs_and_skips_missing_runs(tmp_path, m
         assert (tmp_path / "out" / "figures" / f).is_file()
     main = pd.read_csv(tmp_path / "out" / "tables" / "fig4_norm_confidence.csv")
     assert set(main.method) == {"simclr"} and (main.seeds == 1).all()
-    simclr_knn = [c for c in res.checks if c.claim == "norm-knn" and c.test.startswith("SimCLR")]
+    simclr_knn = [c for c in res.checks if c.claim == "norm-knn" and c.test.startswith("SimCLR") and "given" not in c.test]
     assert simclr_knn and all(c.verdict == "descriptive (1 seed)" and c.n_seeds == 1 for c in simclr_knn)  # one seed decides nothing
     assert all(c.verdict == "not run" for c in res.checks if c.test.startswith("SimSiam"))
 

@@ -140,7 +140,8 @@ def test_gradscale_verdict_uses_the_matched_control(plan, tmp_path):
     a, b = planned.specs[k].cfg, planned.specs[kb].cfg
     assert a.norm.gradscale_power == b.norm.gradscale_power == 0.0 and a.optim.lr != b.optim.lr
     assert a.replace({"optim": {"lr": b.optim.lr, "warmup_fraction": b.optim.warmup_fraction},
-                      "train": {"save_embeddings_epochs": list(b.train.save_embeddings_epochs)}}).hash() == b.hash()
+                      "train": {"save_embeddings_epochs": list(b.train.save_embeddings_epochs),
+                                "full_test_norms_epochs": list(b.train.full_test_norms_epochs)}}).hash() == b.hash()
     _, res = run_build(tab_gradscale, plan, store, tmp_path)
     matched = [c for c in res.checks if "p=1 - p=0 matched" in c.test and c.test.startswith("SimCLR cifar10 balanced")]
     assert len(matched) == 1 and matched[0].per_seed == pytest.approx([5.0, 6.0, 7.0])

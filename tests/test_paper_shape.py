@@ -119,3 +119,11 @@ def test_paper_run_takes_a_step_and_evaluates(cfg, tmp_path):
     _save_embeddings(model, small, cfg, torch.device("cpu"), tmp_path / "emb.npz")
     with np.load(tmp_path / "emb.npz") as z:
         assert z["train/z"].shape == (len(small.train), cfg.model.projector_out_dim)
+        assert not any(k.startswith("test_all/") for k in z.files)      # only at train.full_test_norms_epochs
+    # at an epoch of train.full_test_norms_epochs: the norms (no vectors) of every image of test_full
+    full = RunData(small.train, small.test, small.probe, None, test_full=few(data.test_full))
+    _save_embeddings(model, full, cfg.replace({"train": {"full_test_norms_epochs": [1]}}), torch.device("cpu"),
+                     tmp_path / "emb1.npz", 1)
+    with np.load(tmp_path / "emb1.npz") as z:
+        assert z["test_all/z_norm"].shape == (len(full.test_full),) and "test_all/z" not in z.files
+        assert (z["test_all/indices"] == full.test_full.indices).all()

@@ -192,3 +192,25 @@ def test_claim_check_from_correlations():
     assert -1 <= c.ci_low < c.effect < c.ci_high <= 1 and c.per_seed == [0.95, 0.99, 0.80, 0.90]
     d = ClaimCheck.from_correlations("conv-angle", "t", "rho - 0.9", [0.95, 0.96, 0.97], null=0.9)
     assert d.per_seed == pytest.approx([0.05, 0.06, 0.07]) and d.verdict == "holds"
+def test_correlation_interval_on_the_fisher_z_scale_by_hand():
+    """rho = tanh(0.2), tanh(0.4): z = 0.2, 0.4 -> mean 0.3, s = 0.2/sqrt(2), sem = 0.1,
+    t_{0.975, 1} = 12.7062047 (table) -> z interval 0.3 -/+ 1.27062047, mapped back with tanh."""
+    from embedding_norms.stats import correlation_interval
+
+    iv = correlation_interval([math.tanh(0.2), math.tanh(0.4)])
+    assert iv.n == 2 and iv.mean == pytest.approx(math.tanh(0.3))
+    assert iv.low == pytest.approx(math.tanh(0.3 - 1.27062047)) and iv.high == pytest.approx(math.tanh(0.3 + 1.27062047))
+    # three seeds, 0.5, 0.6, 0.7: z = atanh, t_{0.975, 2} = 4.30265273 (table)
+    z = [math.atanh(r) for r in (0.5, 0.6, 0.7)]
+    m = sum(z) / 3
+    sem = math.sqrt(sum((v - m) ** 2 for v in z) / 2 / 3)
+    iv3 = correlation_interval([0.5, 0.6, 0.7, float("nan")])          # NaN: a seed without a value
+    assert iv3.n == 3 and iv3.mean == pytest.approx(math.tanh(m))
+    assert (iv3.low, iv3.high) == pytest.approx((math.tanh(m - 4.30265273 * sem), math.tanh(m + 4.30265273 * sem)))
+    assert -1 < iv3.low < iv3.mean < iv3.high < 1
+    wide = correlation_interval([0.99, -0.99])                          # stays inside [-1, 1]
+    assert -1 <= wide.low < 0 < wide.high <= 1 and wide.mean == pytest.approx(0.0, abs=1e-12)
+    one = correlation_interval([0.3])
+    assert one.mean == pytest.approx(0.3) and not one.defined
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        correlation_interval([0.5, 1.5])

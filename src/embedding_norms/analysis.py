@@ -27,7 +27,8 @@ from sklearn.neighbors import NearestNeighbors
 from .data.human_labels import HumanLabelError, check_alignment
 
 __all__ = [
-    "normalize_norms", "norm_buckets", "bucket_statistics", "bucket_trend", "knn_loo_correct", "knn_self_vote_correct",
+    "normalize_norms", "norm_buckets", "bucket_statistics", "bucket_trend", "image_spearman", "partial_spearman",
+    "knn_loo_correct", "knn_self_vote_correct",
     "human_label_entropy", "align_human_labels", "novelty_auroc",
 ]
 
@@ -144,6 +145,74 @@ def bucket_trend(table: pd.DataFrame, column: str) -> dict[str, float]:
         d = np.diff(y)
         mono = 1.0 if (d >= 0).all() else (-1.0 if (d <= 0).all() else 0.0)
     return {"rho": rho, "p": p, "n_buckets": float(n), "monotone": mono}
+
+
+# --------------------------------------------------------------------------- per-image statistics
+def _image_vectors(name: str, **arrays: np.ndarray) -> list[np.ndarray]:
+    """The arrays as float64 vectors of one length, all finite (else ValueError naming ``name``)."""
+    out = [np.asarray(a, dtype=np.float64).ravel() for a in arrays.values()]
+    if len({a.size for a in out}) != 1:
+        raise ValueError(f"{name}: " + ", ".join(f"{k} has {a.size}" for k, a in zip(arrays, out))
+                         + " entries; need one per image")
+    for k, a in zip(arrays, out):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name}: {int((~np.isfinite(a)).sum())} non-finite value(s) in {k}")
+    return out
+
+
+def image_spearman(norms: np.ndarray, values: np.ndarray) -> float:
+    """Spearman rank correlation over images between the norm and a per-image quantity (issue 20).
+
+    Figure 4's claims decided per image instead of per bucket: e.g. ``values`` = kNN correctness
+    (0/1), agreement of the CIFAR-10N label with the clean label (0/1), or CIFAR-10H label entropy
+    (bits). Ties (binary quantities) get average ranks, so with a 0/1 quantity this is the rank
+    point-biserial correlation.
+
+    Args:
+        norms: ``(N,)`` embedding norms.
+        values: ``(N,)`` per-image quantity.
+
+    Returns:
+        rho in [-1, 1]; NaN with fewer than 3 images or a constant input (no ranking).
+
+    Raises:
+        ValueError: lengths differ or non-finite values.
+    """
+    x, y = _image_vectors("image_spearman", norms=norms, values=values)
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.spearmanr(x, y).statistic)
+
+
+def partial_spearman(norms: np.ndarray, values: np.ndarray, control: np.ndarray) -> float:
+    """Partial Spearman correlation of norm and quantity over images given a control (issue 20).
+
+    With ``r_xy``, ``r_xc``, ``r_yc`` the Spearman correlations of norms ``x``, values ``y`` and the
+    control ``c`` (e.g. the same images' norms in the BatchNorm-recalibrated untrained network,
+    epoch 0): ``(r_xy - r_xc r_yc) / sqrt((1 - r_xc^2)(1 - r_yc^2))``, the correlation of the ranks
+    of ``x`` and ``y`` after each is linearly regressed on the ranks of ``c``. Positive when images
+    the trained network ranks higher by norm than their untrained norm predicts also rank higher
+    in the quantity: the part of the relation that training put into the norm.
+
+    Args:
+        norms, values, control: ``(N,)`` per image, aligned.
+
+    Returns:
+        the partial rho in [-1, 1]; NaN when a correlation is undefined (fewer than 3 images, a
+        constant input) or the control ranks ``x`` or ``y`` perfectly (nothing left to correlate).
+
+    Raises:
+        ValueError: lengths differ or non-finite values.
+    """
+    x, y, c = _image_vectors("partial_spearman", norms=norms, values=values, control=control)
+    if x.size < 3 or min(np.ptp(x), np.ptp(y), np.ptp(c)) == 0:
+        return float("nan")
+    r = stats.spearmanr(np.column_stack([x, y, c])).statistic
+    rxy, rxc, ryc = r[0, 1], r[0, 2], r[1, 2]
+    den = (1 - rxc ** 2) * (1 - ryc ** 2)
+    if den <= 1e-12:
+        return float("nan")
+    return float(np.clip((rxy - rxc * ryc) / np.sqrt(den), -1.0, 1.0))
 
 
 # --------------------------------------------------------------------------- kNN

@@ -198,6 +198,10 @@ class TrainConfig:
             training).
         save_embeddings_epochs: epochs after which embeddings of the train (un-augmented and
             one augmented view), test and novel sets are saved.
+        full_test_norms_epochs: epochs at which those saved embeddings also hold the norms (h, z,
+            p; no vectors) of *every* test image of the dataset, split ``test_all``, not only the
+            ``data.test_size`` subset (Figure 4's CIFAR-10H panel, issue 20); epochs at which no
+            embeddings are saved are ignored. Empty (the default) is left out of the config hash.
         probe_size: number of un-augmented training images (class-stratified, fixed) whose
             embedding and representation norms are recorded after every epoch.
         linear_probe: train a linear probe on the frozen backbone at the end of training.
@@ -210,6 +214,7 @@ class TrainConfig:
     seed: int = 0
     eval_epochs: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
     save_embeddings_epochs: tuple[int, ...] = (512,)
+    full_test_norms_epochs: tuple[int, ...] = ()
     probe_size: int = 2000
     linear_probe: bool = False
     precision: str = "fp32"
@@ -268,11 +273,14 @@ class RunConfig:
 
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (tuples become lists) suitable for YAML/JSON. An unset ``data.source`` is
-        left out (configs, and hashes, of runs planned without one are those from before the field)."""
+        """Plain nested dict (tuples become lists) suitable for YAML/JSON. An unset ``data.source`` and
+        an empty ``train.full_test_norms_epochs`` are left out (configs, and hashes, of runs planned
+        without them are those from before the fields)."""
         d = _plain(dataclasses.asdict(self))
         if d["data"]["source"] is None:
             del d["data"]["source"]
+        if not d["train"]["full_test_norms_epochs"]:
+            del d["train"]["full_test_norms_epochs"]
         return d
 
     def hash(self) -> str:
@@ -361,9 +369,11 @@ def _check_values(cfg: RunConfig, source: str) -> None:
 
     t, o, d, m, n, e = cfg.train, cfg.optim, cfg.data, cfg.model, cfg.norm, cfg.eval
     need(t.epochs >= 1, "train.epochs", f"must be a positive number of epochs, got {t.epochs}")
-    for ep in t.eval_epochs + t.save_embeddings_epochs:
-        need(0 <= ep <= t.epochs, "train.eval_epochs/save_embeddings_epochs", f"contains epoch {ep} outside 0..{t.epochs} (train.epochs)")
-    for key, eps in (("train.eval_epochs", t.eval_epochs), ("train.save_embeddings_epochs", t.save_embeddings_epochs)):
+    for ep in t.eval_epochs + t.save_embeddings_epochs + t.full_test_norms_epochs:
+        need(0 <= ep <= t.epochs, "train.eval_epochs/save_embeddings_epochs/full_test_norms_epochs",
+             f"contains epoch {ep} outside 0..{t.epochs} (train.epochs)")
+    for key, eps in (("train.eval_epochs", t.eval_epochs), ("train.save_embeddings_epochs", t.save_embeddings_epochs),
+                     ("train.full_test_norms_epochs", t.full_test_norms_epochs)):
         dup = sorted({ep for ep in eps if list(eps).count(ep) > 1})
         need(not dup, key, f"lists epoch(s) {dup} more than once; give each epoch once")
     need(t.seed >= 0, "train.seed", f"must be >= 0, got {t.seed}")

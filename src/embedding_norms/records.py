@@ -1,11 +1,12 @@
 """What a training run records besides its loss: norms of h, z and p on the probe set with the
 health columns (every epoch), the weighted kNN accuracy (evaluation epochs) and the saved
-embeddings of the train, augmented-train, test and novel splits."""
+embeddings of the train, augmented-train, test and novel splits (and the norms of every test image,
+split ``test_all``, where ``train.full_test_norms_epochs`` asks for them)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -71,19 +72,28 @@ def knn(model: SSLModel, data: RunData, cfg: RunConfig, device: torch.device) ->
                         cfg.eval.knn_temperature)
 
 
-def save_embeddings(model: SSLModel, data: RunData, cfg: RunConfig, device: torch.device, path: Path) -> None:
+def save_embeddings(model: SSLModel, data: RunData, cfg: RunConfig, device: torch.device, path: Path,
+                    epoch: Optional[int] = None) -> None:
+    """Save the embeddings of the train (un-augmented and one augmented view), test and novel splits
+    to ``path``; at an ``epoch`` of ``train.full_test_norms_epochs`` also split ``test_all``: the norms
+    (h, z, p), labels and indices of every test image (``data.test_full``), without the vectors."""
     aug = SSLAugment(cfg.data.image_size, cfg.data.jitter_strength)
     g = torch.Generator().manual_seed(cfg.train.seed * 7 + 12345)
     splits = {"train": (data.train, None), "train_aug": (data.train, aug), "test": (data.test, None)}
     if data.novel is not None:
         splits["novel"] = (data.novel, None)
+    if epoch in cfg.train.full_test_norms_epochs and data.test_full is not None:
+        splits["test_all"] = (data.test_full, None)
     arrays: dict[str, np.ndarray] = {}
     for name, (s, a) in splits.items():
         out = embed(model, s.images, device, augment=a, generator=g)
         try:  # float16 where representable, float32 otherwise; non-finite values are refused
             for v in ("z", "p"):  # projector output z; predictor output p (SimSiam, BYOL)
                 if v in out:
-                    arrays[f"{name}/{v}"] = float16_or_32(out[v].numpy())
+                    if name != "test_all":
+                        arrays[f"{name}/{v}"] = float16_or_32(out[v].numpy())
+                    elif not torch.isfinite(out[v]).all():
+                        raise ValueError(f"non-finite {v}")
                     arrays[f"{name}/{v}_norm"] = out[v].norm(dim=1).numpy().astype(np.float32)
         except ValueError as exc:
             raise Diverged(f"{name} embeddings: {exc}") from None

@@ -301,7 +301,7 @@ def _train_locked(cfg: RunConfig, store: RunStore, run_dir: Path, data_dir, down
         verdict = divergence(rows[-1])
         if verdict is None and epoch in cfg.train.save_embeddings_epochs:
             try:
-                save_embeddings(model, data, cfg, device, run_dir / "embeddings" / f"epoch_{epoch:04d}.npz")
+                save_embeddings(model, data, cfg, device, run_dir / "embeddings" / f"epoch_{epoch:04d}.npz", epoch)
             except Diverged as exc:
                 verdict = Verdict("diverged", epoch, "embeddings", float("nan"), 0.0, f"{exc} at epoch {epoch}")
         write_frame(run_dir / "metrics.csv", pd.DataFrame(rows))

@@ -25,12 +25,16 @@ class RunData:
         test: evaluation images (same classes; stratified ``test_size`` subset).
         probe: fixed class-stratified subset of ``train`` whose norms are tracked every epoch.
         novel: images of unseen classes/datasets (class holdout or another dataset), or None.
+        test_full: every test image of the selected classes, the set ``test`` is subsampled from
+            (the same object as ``test`` without a ``test_size``); only its norms are saved, at
+            ``train.full_test_norms_epochs`` (split ``test_all``).
     """
 
     train: ImageSet
     test: ImageSet
     probe: ImageSet
     novel: Optional[ImageSet]
+    test_full: Optional[ImageSet] = None
 
     @property
     def num_classes(self) -> int:
@@ -84,6 +88,7 @@ def prepare_data(data: DataConfig, eval_cfg: EvalConfig, seed: int, probe_size: 
     if data.imbalance == "exponential":
         keep = imbalanced_indices(train.labels.numpy(), train.num_classes, IMBALANCE_BASE[data.dataset])
         train = train.subset(keep, train.name + "[imbalanced]")
+    test_full = test
     test = test.subset(stratified_subset(test.labels.numpy(), data.test_size, sub + 1), test.name)
     _check_sizes_against(len(train), probe_size, eval_cfg.knn_k, data)
     probe = train.subset(stratified_subset(train.labels.numpy(), probe_size, sub + 2), train.name + "[probe]")
@@ -96,7 +101,7 @@ def prepare_data(data: DataConfig, eval_cfg: EvalConfig, seed: int, probe_size: 
     elif eval_cfg.novel is not None:
         other = _split(eval_cfg.novel, "test", data.standin, data_dir, download, sub)
         novel = other.subset(stratified_subset(other.labels.numpy(), data.test_size, sub + 3), other.name)
-    return RunData(train=train, test=test, probe=probe, novel=novel)
+    return RunData(train=train, test=test, probe=probe, novel=novel, test_full=test_full)
 
 
 # --------------------------------------------------------------------------- sizes known before loading
