@@ -94,22 +94,55 @@ def test_weight_decay_effect_and_direction(plan, tmp_path, shrink):
 
 def test_cut_init_effect_is_paired_by_seed(plan, tmp_path):
     store = RunStore(tmp_path / "runs")
-    planned = planned_with(tab_cut_init, plan, constants=(1.0, 3.0, 9.0), regimes=("whole", "early"), early_epochs=2)
-    # c = 3 beats c = 1 by 2 + seed points at every epoch after 0 in the whole regime; c = 9 loses 1 point
+    planned = planned_with(tab_cut_init, plan, constants=(1.0, 3.0, 9.0), regimes=("whole", "early"), early_epochs=2,
+                           scopes=("all", "projector"))
+    # c = 3 (all) beats c = 1 by 2 + seed points at every epoch after 0; c = 9 (all) loses 1 point;
+    # the projector-only cut: c = 3 loses 2 points, c = 9 gains 1
+    gains = {("all", 3.0): lambda s: 2.0 + s, ("all", 9.0): lambda s: -1.0,
+             ("projector", 3.0): lambda s: -2.0, ("projector", 9.0): lambda s: 1.0}
     for key, spec in planned.specs.items():
         epochs = list(spec.cfg.train.eval_epochs)
         base = [10 + 5 * e + key.seed for e in epochs]
-        gain = {1.0: 0.0, 3.0: 2.0 + key.seed, 9.0: -1.0}[key.c]
+        gain = 0.0 if key.c == 1.0 else gains[(key.scope, key.c)](key.seed)
         fabricate(store, spec.cfg, epochs, [1.0] * len(epochs), [b + (gain if e > 0 else 0) for b, e in zip(base, epochs)])
     _, res = run_build(tab_cut_init, plan, store, tmp_path, planned)
-    cs = [c for c in checks(res, "cut-init") if " cifar10:" in c.test]
-    c3 = [c for c in cs if "c=3" in c.test]
-    assert c3 and all(c.per_seed == pytest.approx([2.0, 3.0, 4.0]) for c in c3)
+    cs = [c for c in checks(res, "cut-init") if " cifar10," in c.test]
+    c3 = [c for c in cs if "cut all: c=3" in c.test]
+    assert len(c3) == 6  # 3 methods x 2 regimes
+    assert all(c.per_seed == pytest.approx([2.0, 3.0, 4.0]) for c in c3)
     assert all(c.ci_low == pytest.approx(3 - T975_2 / math.sqrt(3), abs=1e-6) and c.verdict == "holds" for c in c3)
-    c9 = [c for c in cs if "c=9" in c.test]
+    c9 = [c for c in cs if "cut all: c=9" in c.test]
     assert c9 and all(c.per_seed == pytest.approx([-1.0] * 3) and c.verdict == "contradicted" for c in c9)
+    p3 = [c for c in cs if "cut projector: c=3" in c.test]
+    assert len(p3) == 6 and all(c.per_seed == pytest.approx([-2.0] * 3) and c.verdict == "contradicted" for c in p3)
+    p9 = [c for c in cs if "cut projector: c=9" in c.test]
+    assert len(p9) == 6 and all(c.verdict == "holds" for c in p9)
     regimes = {c.regime for c in cs}
     assert len(regimes) == 2  # whole schedule and early phase
+    # one c = 1 run per (regime, method, seed), shared by the scopes; the scoped cut is its own run
+    k = next(k for k in planned.specs if k.c == 1.0 and k.scope == "projector")
+    assert planned.specs[k].cfg.hash() == planned.specs[k._replace(scope="all")].cfg.hash()
+    k3 = k._replace(c=3.0)
+    a, b = planned.specs[k3].cfg, planned.specs[k3._replace(scope="all")].cfg
+    assert (a.norm.cut_scope, b.norm.cut_scope) == ("projector", "all") and a.hash() != b.hash()
+
+
+def test_cut_init_check_is_gated_on_the_reference_runs(plan, tmp_path):
+    """The c = 1 reference gains 2 points over epoch 0 (< 5): every check is "not testable", its
+    effect (c = 3 five points above) still shown."""
+    store = RunStore(tmp_path / "runs")
+    planned = planned_with(tab_cut_init, plan, constants=(1.0, 3.0), methods=("simclr",), scopes=("all", "projector"))
+    for key, spec in planned.specs.items():
+        epochs = list(spec.cfg.train.eval_epochs)
+        fabricate(store, spec.cfg, epochs, [1.0] * len(epochs),
+                  [20.0] + [22.0 + (5.0 if key.c == 3.0 else 0.0) + key.seed] * (len(epochs) - 1))
+    _, res = run_build(tab_cut_init, plan, store, tmp_path, planned)
+    cs = checks(res, "cut-init")
+    assert len(cs) == 2 and all(c.verdict == "not testable" and c.effect == pytest.approx(5.0) for c in cs)
+    assert all("gained less than 5" in c.detail for c in cs)
+    early = tab_cut_init._overrides(tab_cut_init.Key("early", "cifar10", "simclr", "all", 3.0, 0), tab_cut_init.Params())
+    cfg = plan.config("simclr", early)   # the released schedule, whatever the profile's base warm-up
+    assert (cfg.optim.warmup_epochs, cfg.optim.schedule_epochs, cfg.optim.warmup_fraction) == (10.0, 512.0, None)
 
 
 def test_cut_init_without_reference_constant_is_refused(data_dir, tmp_path, monkeypatch):
@@ -119,6 +152,10 @@ def test_cut_init_without_reference_constant_is_refused(data_dir, tmp_path, monk
         tab_cut_init.Params(constants=(3.0, 9.0))
     with pytest.raises(ValueError, match="regimes"):
         tab_cut_init.Params(regimes=("late",))
+    with pytest.raises(ValueError, match="scopes"):
+        tab_cut_init.Params(scopes=("head",))
+    with pytest.raises(ValueError, match="scoped_methods"):
+        tab_cut_init.Params(methods=("simclr",), scoped_methods=("byol",))
 
 
 def test_gradscale_verdict_uses_the_matched_control(plan, tmp_path):
