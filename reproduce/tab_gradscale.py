@@ -309,7 +309,7 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
             "gradscale", f"SimCLR {d}: gain of {name} larger on imbalanced than on balanced data",
             "gain(imbalanced) - gain(balanced) [points]", diff.tolist(), "> 0",
             "shared lr and warm-up (the method's base run)", "gated on both p = 0 arms",
-            untestable="; ".join(x for x in (why_imb, why_bal) if x) or None))
+            untestable=(why_imb or why_bal) and "; ".join(dict.fromkeys(x for x in (why_imb, why_bal) if x))))
     return out
 
 
