@@ -283,3 +283,11 @@ def imbalanced_run(plan: Plan, method: str, seed: int) -> RunSpec:
     """The base run on imbalanced CIFAR-10 (:func:`imbalanced_overrides`); the ``base`` arm of
     tab_gradscale's imbalanced comparison and the run of fig_imbalance_norms."""
     return base_run(plan, method, seed, extra=imbalanced_overrides(plan, method), tag="imbalanced/base")
+
+
+def arm_means(table: pd.DataFrame, effects: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
+    """``table`` (:func:`effect_table` over ``by``) with the two arms' mean values over seeds beside the
+    effect (``treat_mean``, ``control_mean``), so that a reader sees whether either arm left the
+    untrained level, not only their difference."""
+    means = effects.groupby(list(by), sort=True)[["treat", "control"]].mean().add_suffix("_mean").reset_index()
+    return table.merge(means, on=list(by), how="left")

@@ -94,22 +94,55 @@ def test_weight_decay_effect_and_direction(plan, tmp_path, shrink):
 
 def test_cut_init_effect_is_paired_by_seed(plan, tmp_path):
     store = RunStore(tmp_path / "runs")
-    planned = planned_with(tab_cut_init, plan, constants=(1.0, 3.0, 9.0), regimes=("whole", "early"), early_epochs=2)
-    # c = 3 beats c = 1 by 2 + seed points at every epoch after 0 in the whole regime; c = 9 loses 1 point
+    planned = planned_with(tab_cut_init, plan, constants=(1.0, 3.0, 9.0), regimes=("whole", "early"), early_epochs=2,
+                           scopes=("all", "projector"))
+    # c = 3 (all) beats c = 1 by 2 + seed points at every epoch after 0; c = 9 (all) loses 1 point;
+    # the projector-only cut: c = 3 loses 2 points, c = 9 gains 1
+    gains = {("all", 3.0): lambda s: 2.0 + s, ("all", 9.0): lambda s: -1.0,
+             ("projector", 3.0): lambda s: -2.0, ("projector", 9.0): lambda s: 1.0}
     for key, spec in planned.specs.items():
         epochs = list(spec.cfg.train.eval_epochs)
         base = [10 + 5 * e + key.seed for e in epochs]
-        gain = {1.0: 0.0, 3.0: 2.0 + key.seed, 9.0: -1.0}[key.c]
+        gain = 0.0 if key.c == 1.0 else gains[(key.scope, key.c)](key.seed)
         fabricate(store, spec.cfg, epochs, [1.0] * len(epochs), [b + (gain if e > 0 else 0) for b, e in zip(base, epochs)])
     _, res = run_build(tab_cut_init, plan, store, tmp_path, planned)
-    cs = [c for c in checks(res, "cut-init") if " cifar10:" in c.test]
-    c3 = [c for c in cs if "c=3" in c.test]
-    assert c3 and all(c.per_seed == pytest.approx([2.0, 3.0, 4.0]) for c in c3)
+    cs = [c for c in checks(res, "cut-init") if " cifar10," in c.test]
+    c3 = [c for c in cs if "cut all: c=3" in c.test]
+    assert len(c3) == 6  # 3 methods x 2 regimes
+    assert all(c.per_seed == pytest.approx([2.0, 3.0, 4.0]) for c in c3)
     assert all(c.ci_low == pytest.approx(3 - T975_2 / math.sqrt(3), abs=1e-6) and c.verdict == "holds" for c in c3)
-    c9 = [c for c in cs if "c=9" in c.test]
+    c9 = [c for c in cs if "cut all: c=9" in c.test]
     assert c9 and all(c.per_seed == pytest.approx([-1.0] * 3) and c.verdict == "contradicted" for c in c9)
+    p3 = [c for c in cs if "cut projector: c=3" in c.test]
+    assert len(p3) == 6 and all(c.per_seed == pytest.approx([-2.0] * 3) and c.verdict == "contradicted" for c in p3)
+    p9 = [c for c in cs if "cut projector: c=9" in c.test]
+    assert len(p9) == 6 and all(c.verdict == "holds" for c in p9)
     regimes = {c.regime for c in cs}
     assert len(regimes) == 2  # whole schedule and early phase
+    # one c = 1 run per (regime, method, seed), shared by the scopes; the scoped cut is its own run
+    k = next(k for k in planned.specs if k.c == 1.0 and k.scope == "projector")
+    assert planned.specs[k].cfg.hash() == planned.specs[k._replace(scope="all")].cfg.hash()
+    k3 = k._replace(c=3.0)
+    a, b = planned.specs[k3].cfg, planned.specs[k3._replace(scope="all")].cfg
+    assert (a.norm.cut_scope, b.norm.cut_scope) == ("projector", "all") and a.hash() != b.hash()
+
+
+def test_cut_init_check_is_gated_on_the_reference_runs(plan, tmp_path):
+    """The c = 1 reference gains 2 points over epoch 0 (< 5): every check is "not testable", its
+    effect (c = 3 five points above) still shown."""
+    store = RunStore(tmp_path / "runs")
+    planned = planned_with(tab_cut_init, plan, constants=(1.0, 3.0), methods=("simclr",), scopes=("all", "projector"))
+    for key, spec in planned.specs.items():
+        epochs = list(spec.cfg.train.eval_epochs)
+        fabricate(store, spec.cfg, epochs, [1.0] * len(epochs),
+                  [20.0] + [22.0 + (5.0 if key.c == 3.0 else 0.0) + key.seed] * (len(epochs) - 1))
+    _, res = run_build(tab_cut_init, plan, store, tmp_path, planned)
+    cs = checks(res, "cut-init")
+    assert len(cs) == 2 and all(c.verdict == "not testable" and c.effect == pytest.approx(5.0) for c in cs)
+    assert all("gained less than 5" in c.detail for c in cs)
+    early = tab_cut_init._overrides(tab_cut_init.Key("early", "cifar10", "simclr", "all", 3.0, 0), tab_cut_init.Params())
+    cfg = plan.config("simclr", early)   # the released schedule, whatever the profile's base warm-up
+    assert (cfg.optim.warmup_epochs, cfg.optim.schedule_epochs, cfg.optim.warmup_fraction) == (10.0, 512.0, None)
 
 
 def test_cut_init_without_reference_constant_is_refused(data_dir, tmp_path, monkeypatch):
@@ -119,35 +152,102 @@ def test_cut_init_without_reference_constant_is_refused(data_dir, tmp_path, monk
         tab_cut_init.Params(constants=(3.0, 9.0))
     with pytest.raises(ValueError, match="regimes"):
         tab_cut_init.Params(regimes=("late",))
+    with pytest.raises(ValueError, match="scopes"):
+        tab_cut_init.Params(scopes=("head",))
+    with pytest.raises(ValueError, match="scoped_methods"):
+        tab_cut_init.Params(methods=("simclr",), scoped_methods=("byol",))
 
 
-def test_gradscale_verdict_uses_the_matched_control(plan, tmp_path):
+def test_gradscale_verdict_uses_the_shared_learning_rate(plan, tmp_path):
     store = RunStore(tmp_path / "runs")
     planned = plan_artifact(Artifact.from_module(tab_gradscale), plan)
-    # base arm 30 %, matched p=0 20 %, p=1 25 + seed %: p helps against the matched control (+5..+7)
-    # but loses against the base run (-5..-3), which has another learning rate
-    acc = {"base": lambda s: 30.0, "p=0 matched": lambda s: 20.0, "p=1": lambda s: 25.0 + s}
-    cfgs = {}
-    for key, spec in planned.specs.items():
-        cfgs.setdefault(spec.cfg.hash(), (key, spec))
+    # kNN at epoch 0: 15 % everywhere. At the end: p=0 base lr 30 %, p=1 base lr 33 + seed %
+    # (SimCLR gains +3..+5); example lr: p=0 20 %, p=1 25 + seed % (+5..+7, descriptive).
+    # SimSiam: p=1 at the base lr diverged in every seed (chance 10 %: 20 points below, fails).
+    final = {("shared", 0.0): lambda s: 30.0, ("shared", 1.0): lambda s: 33.0 + s,
+             ("example", 0.0): lambda s: 20.0, ("example", 1.0): lambda s: 25.0 + s}
     for key, spec in planned.specs.items():
         epochs = list(spec.cfg.train.eval_epochs)
-        fabricate(store, spec.cfg, epochs, [1.0] * len(epochs), [acc[key.arm](key.seed)] * len(epochs))
-    # the matched control differs from the base run in lr and warm-up only (and saves no embeddings,
-    # which does not change training: test_train.test_saving_embeddings_does_not_change_training)
-    k = next(k for k in planned.specs if k.arm == "p=0 matched" and k.data == "balanced" and k.method == "simclr")
-    kb = k._replace(arm="base")
-    a, b = planned.specs[k].cfg, planned.specs[kb].cfg
-    assert a.norm.gradscale_power == b.norm.gradscale_power == 0.0 and a.optim.lr != b.optim.lr
-    assert a.replace({"optim": {"lr": b.optim.lr, "warmup_fraction": b.optim.warmup_fraction},
-                      "train": {"save_embeddings_epochs": list(b.train.save_embeddings_epochs),
-                                "full_test_norms_epochs": list(b.train.full_test_norms_epochs)}}).hash() == b.hash()
+        diverged = key.method == "simsiam" and key.setting == "shared" and key.power == 1.0
+        fabricate(store, spec.cfg, epochs, [1.0] * len(epochs),
+                  [15.0] + [final[(key.setting, key.power)](key.seed)] * (len(epochs) - 1),
+                  state="diverged" if diverged else "done", predictor=key.method != "simclr")
+    # the p = 0 arm at the base lr is the base run itself; p = 1 there differs in the power only
+    k0 = next(k for k in planned.specs if k.setting == "shared" and k.power == 0.0 and k.data == "balanced")
+    base = planned.specs[k0].cfg
+    from reproduce.experiments import base_run
+
+    assert base.hash() == base_run(plan, k0.method, k0.seed).cfg.hash()
+    p1 = planned.specs[k0._replace(power=1.0)].cfg
+    assert p1.replace({"norm": {"gradscale_power": 0.0},
+                       "train": {"save_embeddings_epochs": list(base.train.save_embeddings_epochs),
+                                 "full_test_norms_epochs": list(base.train.full_test_norms_epochs)}}).hash() == base.hash()
+    res = build(plan_artifact(Artifact.from_module(tab_gradscale), plan), store, OutputDirs(tmp_path / "out"))
+    assert res.status == "partial" and all(s["reason"] == "diverged" for s in res.skipped)  # listed, not dropped
+    by_test = {c.test: c for c in res.checks}
+    shared = by_test["SimCLR cifar10 balanced: p=1 - p=0 (base lr)"]
+    assert shared.per_seed == pytest.approx([3.0, 4.0, 5.0]) and shared.verdict == "holds" and not shared.descriptive
+    ex = by_test["SimCLR cifar10 balanced: p=1 - p=0 (example lr)"]
+    assert ex.per_seed == pytest.approx([5.0, 6.0, 7.0]) and ex.descriptive
+    cross = by_test["SimCLR cifar10 balanced: p=1 (example lr) - p=0 (base lr)"]
+    assert cross.per_seed == pytest.approx([-5.0, -4.0, -3.0]) and cross.descriptive
+    limit = by_test["SimSiam cifar10 balanced: p=1 - p=0 (base lr)"]
+    assert limit.claim == "gradscale-limit" and limit.per_seed == pytest.approx([-20.0] * 3)
+    assert limit.verdict == "holds" and limit.direction == "< -5"
+    # the arms table shows absolute kNN beside the differences
+    arms = pd.read_csv(tmp_path / "out" / "tables" / "tab_gradscale_arms.csv")
+    row = arms[(arms.method == "simclr") & (arms.data == "balanced") & (arms.arm == "p=0 (base lr)")].iloc[0]
+    assert (row.knn_epoch0, row.knn_last, row.knn_gain) == pytest.approx((15.0, 30.0, 15.0))
+    effect = pd.read_csv(tmp_path / "out" / "tables" / "tab_gradscale_effect.csv")
+    assert {"treat_mean", "control_mean"} <= set(effect.columns)
+
+
+def test_gradscale_is_not_testable_where_p0_did_not_learn(plan, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    planned = plan_artifact(Artifact.from_module(tab_gradscale), plan)
+    for key, spec in planned.specs.items():   # p = 0 gains 2 points; p = 1 gains 12
+        epochs = list(spec.cfg.train.eval_epochs)
+        fabricate(store, spec.cfg, epochs, [1.0] * len(epochs),
+                  [15.0] + [(27.0 if key.power else 17.0) + key.seed] * (len(epochs) - 1), predictor=key.method != "simclr")
     _, res = run_build(tab_gradscale, plan, store, tmp_path)
-    matched = [c for c in res.checks if "p=1 - p=0 matched" in c.test and c.test.startswith("SimCLR cifar10 balanced")]
-    assert len(matched) == 1 and matched[0].per_seed == pytest.approx([5.0, 6.0, 7.0])
-    assert matched[0].verdict == "holds"
-    vs_base = [c for c in res.checks if "p=1 - base" in c.test and c.test.startswith("SimCLR cifar10 balanced")]
-    assert vs_base[0].per_seed == pytest.approx([-5.0, -4.0, -3.0])
+    decided = [c for c in res.checks if "(base lr)" in c.test and "example" not in c.test]
+    assert decided and all(c.verdict == "not testable" for c in decided)
+    assert all("gained less than 5" in c.detail for c in decided)
+
+
+def _limit_table(treat, control, states):
+    return pd.DataFrame({"seed": range(len(treat)), "treat": treat, "control": control, "treat_state": states,
+                         "chance": 10.0})
+
+
+@pytest.mark.parametrize("case,treat,states,effects,expected", [
+    # diverged in every seed: counted at chance 10 % against 30, 31, 32 -> -20, -21, -22
+    ("diverged", [float("nan")] * 3, ["diverged"] * 3, [-20.0, -21.0, -22.0], "holds"),
+    # collapsed with a measured 29 %: still a failure, counted at chance
+    ("collapsed", [29.0, 30.0, 31.0], ["collapsed"] * 3, [-20.0, -21.0, -22.0], "holds"),
+    # far below: 12 points below in every seed but one (11, 12, 13): interval (-14.5, -9.5) below -5
+    ("far below", [19.0, 19.0, 19.0], ["done"] * 3, [-11.0, -12.0, -13.0], "holds"),
+    # as good: -1, 0, +1 -> interval (-2.48, 2.48) above -5: p = 1 learns as well
+    ("as good", [29.0, 31.0, 33.0], ["done"] * 3, [-1.0, 0.0, 1.0], "contradicted"),
+    # borderline: -4, -5, -6 -> interval (-7.48, -2.52) contains -5
+    ("borderline", [26.0, 26.0, 26.0], ["done"] * 3, [-4.0, -5.0, -6.0], "inconclusive"),
+])
+def test_gradscale_limitation_rule_on_hand_tables(case, treat, states, effects, expected):
+    control = [30.0, 31.0, 32.0]
+    eff = tab_gradscale.limitation_effects(_limit_table(treat, control, states))
+    assert eff.tolist() == pytest.approx(effects), case
+    iv, v = tab_gradscale.limitation_verdict(eff.tolist(), 5.0)
+    assert v == expected, (case, iv)
+    assert iv.mean == pytest.approx(sum(effects) / 3)
+
+
+def test_gradscale_limitation_rule_edge_cases():
+    assert tab_gradscale.limitation_verdict([], 5.0)[1] == "not run"
+    assert tab_gradscale.limitation_verdict([-20.0], 5.0)[1] == "inconclusive"   # one seed: no interval
+    with pytest.raises(ValueError, match="margin"):
+        tab_gradscale.limitation_verdict([-20.0, -21.0], -1.0)
+    with pytest.raises(ValueError, match="settings"):
+        tab_gradscale.Params(settings=("example",))
 
 
 @pytest.mark.parametrize("sign", [1, -1])

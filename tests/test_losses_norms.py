@@ -178,6 +178,64 @@ def test_cut_initialization_divides_every_parameter(method):
         assert cut(x).emb.norm(dim=1).mean() < plain(x).emb.norm(dim=1).mean()
 
 
+#: Parameter-name prefixes each scope must cut, written out by hand per method (not read from CUT_SCOPES).
+_SCOPE_PARTS = {
+    ("simclr", "projector"): ("projector.",),
+    ("simsiam", "projector"): ("projector.", "predictor."),
+    ("byol", "projector"): ("projector.", "predictor.", "target.projector."),
+    ("simclr", "backbone"): ("backbone.",),
+    ("simsiam", "backbone"): ("backbone.",),
+    ("byol", "backbone"): ("backbone.", "target.backbone."),
+}
+
+
+@pytest.mark.parametrize("method,scope", sorted(_SCOPE_PARTS))
+def test_scoped_cut_touches_only_the_parameters_it_names(method, scope):
+    """A model cut with scope ``projector`` (or ``backbone``) has exactly 1/c of the uncut model's
+    values (same seed) in the parameters of that part, and exactly the uncut values elsewhere,
+    BatchNorm running statistics included."""
+    c = 3.0
+    torch.manual_seed(0)
+    plain = SSLModel(_tiny(method))
+    torch.manual_seed(0)
+    cut = SSLModel(_tiny(method, norm={"cut_constant": c, "cut_scope": scope}))
+    parts = _SCOPE_PARTS[(method, scope)]
+    a, b = dict(plain.named_parameters()), dict(cut.named_parameters())
+    assert a.keys() == b.keys()
+    inside = [n for n in a if n.startswith(parts)]
+    outside = [n for n in a if not n.startswith(parts)]
+    assert inside and outside
+    for n in inside:
+        assert torch.equal(b[n], a[n] / c), n
+    for n in outside:
+        assert torch.equal(b[n], a[n]), n
+    for (n, x), (_, y) in zip(plain.named_buffers(), cut.named_buffers()):
+        assert torch.equal(x, y), n
+    if scope == "projector":  # the initial embedding norm shrinks (train-mode BatchNorm: batch statistics)
+        x = torch.rand(16, 3, 32, 32)
+        with torch.no_grad():
+            assert cut(x).emb.norm(dim=1).mean() < plain(x).emb.norm(dim=1).mean() / c
+
+
+def test_cut_scope_is_in_the_hash_only_when_it_changes_the_run():
+    base = _tiny("simsiam")
+    released = base.replace({"norm": {"cut_constant": 3.0}})
+    assert base.replace({"norm": {"cut_scope": "projector"}}).hash() == base.hash()     # c = 1: no cut at all
+    assert released.replace({"norm": {"cut_scope": "all"}}).hash() == released.hash()    # the default scope
+    scoped = released.replace({"norm": {"cut_scope": "projector"}})
+    assert scoped.hash() != released.hash() and scoped.norm.cut_scope == "projector"
+    assert "cut_scope" in scoped.to_dict()["norm"] and "cut_scope" not in released.to_dict()["norm"]
+    from embedding_norms.config import ConfigError
+
+    with pytest.raises(ConfigError, match="cut_scope"):
+        base.replace({"norm": {"cut_scope": "head"}})
+
+
+def test_cut_prefix_that_names_nothing_is_refused():
+    with pytest.raises(ValueError, match="name no parameter"):
+        cut_initialization(torch.nn.Sequential(torch.nn.Linear(2, 2)), 3.0, ("projector",))
+
+
 def test_cut_constant_must_be_positive():
     with pytest.raises(ValueError, match="cut constant"):
         cut_initialization(torch.nn.Linear(2, 2), 0.0)

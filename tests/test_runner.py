@@ -155,7 +155,7 @@ def test_diverged_run_is_reported_not_dropped(tmp_path, data_dir):
         e = list(s.cfg.train.eval_epochs)
         pd.DataFrame({"epoch": e, "knn_acc": [30.0] * len(e), "z_norm_mean": 1.0}).to_csv(
             store.path(s.cfg) / "metrics.csv", index=False)
-        if key.method == "simsiam" and key.data == "balanced" and key.arm == "p=1":
+        if key.method == "simsiam" and key.data == "balanced" and key.setting == "shared" and key.power == 1.0:
             store.set_status(s.cfg, "diverged", "loss became nan at epoch 1", epoch=1)
         else:
             store.set_status(s.cfg, "done")
@@ -163,9 +163,8 @@ def test_diverged_run_is_reported_not_dropped(tmp_path, data_dir):
     assert res.status == "partial", res.error  # the diverged run is listed as not finished
     table = (tmp_path / "out" / "tables" / "tab_gradscale.md").read_text()
     assert "diverged (epoch 1)" in table
-    limit = [c for c in res.checks if c.claim == "gradscale-limit" and "balanced" in c.test
-             and "imbalanced" not in c.test and "matched" in c.test]
-    # chance (10 %) minus the matched control (30 %) in the one seed of smoke
+    limit = [c for c in res.checks if c.claim == "gradscale-limit" and c.test == "SimSiam cifar10 balanced: p=1 - p=0 (base lr)"]
+    # chance (10 %) minus the p = 0 arm at the same lr (30 %) in the one seed of smoke
     assert limit and limit[0].per_seed == pytest.approx([10.0 - 30.0])
 
 

@@ -176,14 +176,21 @@ class NormControlConfig:
     """The paper's two ways of manipulating embedding norms (Section 4).
 
     Attributes:
-        cut_constant: cut-initialization constant ``c``: every parameter of the freshly
-            initialised network is divided by ``c`` (1 = plain training).
+        cut_constant: cut-initialization constant ``c``: the parameters named by ``cut_scope`` of
+            the freshly initialised network are divided by ``c`` (1 = plain training).
+        cut_scope: which parameters the cut divides (:data:`embedding_norms.models.CUT_SCOPES`):
+            ``all`` (as released: backbone, projector, predictor and BYOL's target), ``projector``
+            (projector and predictor, and BYOL's target projector: the part that sets the initial
+            embedding norm; the backbone is untouched) or ``backbone`` (backbone and BYOL's target
+            backbone). Left out of the config's dict and hash when ``all`` or when ``c = 1`` (the
+            run is then the uncut or released-cut run it always was).
         gradscale_power: GradScale power ``p``: the gradient of each embedding row is
             multiplied by ``||z||**p`` before normalisation (0 = plain training).
     """
 
     cut_constant: float = 1.0
     gradscale_power: float = 0.0
+    cut_scope: Literal["all", "projector", "backbone"] = "all"
 
 
 @dataclass(frozen=True)
@@ -273,14 +280,17 @@ class RunConfig:
 
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (tuples become lists) suitable for YAML/JSON. An unset ``data.source`` and
-        an empty ``train.full_test_norms_epochs`` are left out (configs, and hashes, of runs planned
-        without them are those from before the fields)."""
+        """Plain nested dict (tuples become lists) suitable for YAML/JSON. Left out when they change
+        nothing, so configs and hashes of runs planned without them are those from before the fields:
+        an unset ``data.source``, an empty ``train.full_test_norms_epochs``, and ``norm.cut_scope``
+        when it is ``all`` or ``cut_constant = 1``."""
         d = _plain(dataclasses.asdict(self))
         if d["data"]["source"] is None:
             del d["data"]["source"]
         if not d["train"]["full_test_norms_epochs"]:
             del d["train"]["full_test_norms_epochs"]
+        if d["norm"]["cut_scope"] == "all" or d["norm"]["cut_constant"] == 1:
+            del d["norm"]["cut_scope"]
         return d
 
     def hash(self) -> str:

@@ -143,11 +143,30 @@ class Outputs:
         return self.p if self.p is not None else self.z
 
 
+#: Parameters divided by cut-initialization per ``norm.cut_scope`` (module-name prefixes of
+#: :class:`SSLModel`; a part the method lacks is skipped; None = every parameter).
+#:
+#: - ``all``: every parameter, BYOL's target included (released code: ``cut_weights(model, c)``).
+#: - ``projector``: the projector and (SimSiam/BYOL) the predictor, and BYOL's target projector, so
+#:   that the target starts as the same copy of the online network as in the released cut. This is
+#:   the part that sets the initial embedding norm (z, and p), with the backbone's weights, their
+#:   BatchNorms and hence their effective learning rate left as in the uncut run. (SimSiam/BYOL's
+#:   projector layers are followed by BatchNorm, so *their* weights' effective lr grows as under
+#:   the full cut; the backbone, whose h the kNN monitor measures, is untouched.)
+#: - ``backbone``: the backbone and BYOL's target backbone.
+CUT_SCOPES: dict[str, Optional[tuple[str, ...]]] = {
+    "all": None,
+    "projector": ("projector", "predictor", "target.projector"),
+    "backbone": ("backbone", "target.backbone"),
+}
+
+
 class SSLModel(nn.Module):
     """SimCLR, SimSiam or BYOL, built from a :class:`RunConfig`.
 
-    Cut-initialization (``norm.cut_constant``) is applied to *all* parameters right after
-    construction, BYOL's target included (released code: ``cut_weights(model, c)``).
+    Cut-initialization (``norm.cut_constant``) is applied right after construction to the
+    parameters of ``norm.cut_scope`` (:data:`CUT_SCOPES`; ``all`` as released: every parameter,
+    BYOL's target included).
     """
 
     def __init__(self, cfg: RunConfig):
@@ -166,7 +185,12 @@ class SSLModel(nn.Module):
             self.target = copy.deepcopy(nn.ModuleDict({"backbone": self.backbone, "projector": self.projector}))
             for p in self.target.parameters():
                 p.requires_grad_(False)
-        cut_initialization(self, cfg.norm.cut_constant)
+        prefixes = CUT_SCOPES[cfg.norm.cut_scope]
+        if prefixes is not None:
+            own = {n.split(".")[0] for n, _ in self.named_parameters()} | {
+                ".".join(n.split(".")[:2]) for n, _ in self.named_parameters() if n.startswith("target.")}
+            prefixes = tuple(pre for pre in prefixes if pre in own)
+        cut_initialization(self, cfg.norm.cut_constant, prefixes)
         # channels_last is ~1.4x faster on CPU (oneDNN) and fine on GPU; but torch 2.14.1's CPU
         # oneDNN backward corrupts memory for conv channel counts not divisible by 8 (seen with
         # width 4 and 6), so narrow networks of such widths stay in the default layout.

@@ -6,10 +6,13 @@
   ``p = 1`` this dependence is cancelled. ``p = 0`` is plain training.
 * :func:`cut_initialization`: divide every parameter of a freshly initialised network by a
   constant ``c > 1`` (weights and biases, BatchNorm affine parameters, BYOL's target), so
-  training starts with small embedding norms and therefore large effective steps.
+  training starts with small embedding norms and therefore large effective steps; or only the
+  parameters under given name prefixes (the scopes of :data:`embedding_norms.models.CUT_SCOPES`).
 """
 
 from __future__ import annotations
+
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -47,18 +50,37 @@ def gradscale(z: torch.Tensor, power: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def cut_initialization(module: nn.Module, constant: float) -> None:
-    """Divide every parameter of ``module`` by ``constant`` in place (cut-initialization).
+def cut_initialization(module: nn.Module, constant: float, prefixes: Optional[Sequence[str]] = None) -> list[str]:
+    """Divide parameters of ``module`` by ``constant`` in place (cut-initialization, Section 4.1).
 
     Buffers (BatchNorm running statistics) are not parameters and are left alone, as in the
     released code (``cut_weights``). ``constant = 1`` does nothing.
 
+    Args:
+        module: the freshly initialised network.
+        constant: ``c``.
+        prefixes: cut only the parameters whose name (``module.named_parameters()``) starts with
+            one of these prefixes followed by ``.`` (e.g. ``("projector", "target.projector")``);
+            None = every parameter, as released.
+
+    Returns:
+        The names of the parameters divided (empty when ``constant = 1``).
+
     Raises:
-        ValueError: ``constant <= 0``.
+        ValueError: ``constant <= 0``, or a prefix that names no parameter (a typo would
+            otherwise cut nothing silently).
     """
     if constant <= 0:
         raise ValueError(f"cut constant must be > 0, got {constant}")
+    named = list(module.named_parameters())
+    if prefixes is not None:
+        names = [n for n, _ in named]
+        empty = [pre for pre in prefixes if not any(n.startswith(pre + ".") for n in names)]
+        if empty:
+            raise ValueError(f"cut-initialization prefixes {empty} name no parameter of {type(module).__name__}")
+        named = [(n, p) for n, p in named if any(n.startswith(pre + ".") for pre in prefixes)]
     if constant == 1:
-        return
-    for p in module.parameters():
+        return []
+    for _, p in named:
         p.div_(constant)
+    return [n for n, _ in named]
