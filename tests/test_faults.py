@@ -260,7 +260,7 @@ def test_smoke_on_an_empty_data_folder_says_it_uses_stand_ins(tmp_path, capsys):
     rc, out, err = runner_main(["fig_imbalance_norms", "--profile", "smoke", "--dry-run", "--data-dir", str(empty)],
                                tmp_path / "runs", tmp_path / "out", capsys)
     assert rc == 0, err
-    assert "stand-in data: 4 run(s) train on generated stand-in images for cifar10" in out
+    assert "stand-in data: 2 run(s) train on generated stand-in images for cifar10" in out
 
 
 def test_report_header_says_stand_in_data(tmp_path):
