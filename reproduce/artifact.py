@@ -84,6 +84,13 @@ class Plan:
         """The artifact's validated parameters (``artifacts.<artifact>`` of the profile)."""
         return artifact_params(self.profile, artifact, cls)
 
+    def section(self, artifact: str) -> Mapping[str, Any]:
+        """The profile's raw ``artifacts.<artifact>`` mapping (empty when absent), for a run family
+        that several artifacts share and one artifact's section designs (e.g. the class order of the
+        imbalanced runs, ``experiments.imbalanced_overrides``); that artifact's ``Params`` validates it."""
+        sec = (self._profile.get("artifacts") or {}).get(artifact) or {}
+        return sec if isinstance(sec, Mapping) else {}
+
     def config(self, method: str, overrides: Optional[Mapping[str, Any]] = None) -> RunConfig:
         """The validated config of ``method`` at this profile with ``overrides`` (nested or dotted).
 

@@ -86,11 +86,25 @@ def full_test_norms(plan: Plan, method: str, dataset: str) -> dict[str, Any]:
 IMBALANCED_POOL_FACTOR = 10
 
 
+def imbalance_shift(plan: Plan) -> int:
+    """Class-size rotation of every imbalanced run (``data.imbalance_shift_per_seed``): the profile's
+    ``artifacts.fig_imbalance_norms.shift_per_seed`` (0 = the released order, ``paper``; ``quick``: 3).
+    Read here so that fig_imbalance_norms and every imbalanced arm of tab_gradscale train on the same
+    class order for a seed (their runs are shared)."""
+    return int(plan.section("fig_imbalance_norms").get("shift_per_seed", 0))
+
+
 def imbalanced_overrides(plan: Plan, method: str) -> dict[str, Any]:
     """Exponentially imbalanced CIFAR-10 as released (class ``i`` keeps ``n * 1.5**-i`` of a
     balanced pool with ``n`` images per class), colour-jitter strength ``s = 1`` (the released
     ``get_transforms`` sets 0.5 only for the dataset names ``cifar10``/``cifar100``; the imbalanced
     sets are named ``*_unbalanced``).
+
+    Class order (issue 20): with :func:`imbalance_shift` ``k > 0`` the sizes rotate with the training
+    seed (``data.imbalance_shift_per_seed``: class ``c`` keeps the size of rank ``(c - seed k) mod 10``),
+    so class size is not tied to class identity across seeds; ``k = 0`` is the released order.
+    Epoch 0 (the BatchNorm-recalibrated untrained network) is evaluated and its embeddings saved, the
+    within-class reference of fig_imbalance_norms.
 
     ``paper`` (no training subset): the full training set and the base run's epochs, as released.
     Reduced profiles: a pool of :data:`IMBALANCED_POOL_FACTOR` x the profile's training subset
@@ -102,15 +116,17 @@ def imbalanced_overrides(plan: Plan, method: str) -> dict[str, Any]:
 
     base = plan.config(method)
     ov: dict[str, Any] = {"data": {"imbalance": "exponential", "jitter_strength": 1.0}}
-    if base.data.train_size is None:
-        return ov
-    full = 50_000
-    pool = min(full, IMBALANCED_POOL_FACTOR * base.data.train_size)
-    ov["data"]["train_size"] = None if pool == full else pool
-    n_imb = sum(exponential_counts(pool // 10, 10, IMBALANCE_BASE["cifar10"]))
-    epochs = max(1, round(base.train.epochs * base.data.train_size / n_imb))
-    evals = sorted({min(epochs, int(round(e * epochs / base.train.epochs))) for e in base.train.eval_epochs})
-    ov["train"] = {"epochs": epochs, "eval_epochs": evals, "save_embeddings_epochs": [epochs]}
+    if imbalance_shift(plan):
+        ov["data"]["imbalance_shift_per_seed"] = imbalance_shift(plan)
+    epochs, evals = base.train.epochs, base.train.eval_epochs
+    if base.data.train_size is not None:
+        full = 50_000
+        pool = min(full, IMBALANCED_POOL_FACTOR * base.data.train_size)
+        ov["data"]["train_size"] = None if pool == full else pool
+        n_imb = sum(exponential_counts(pool // 10, 10, IMBALANCE_BASE["cifar10"]))
+        epochs = max(1, round(base.train.epochs * base.data.train_size / n_imb))
+        evals = [min(epochs, int(round(e * epochs / base.train.epochs))) for e in evals]
+    ov["train"] = {"epochs": epochs, "eval_epochs": sorted({0, epochs, *evals}), "save_embeddings_epochs": [0, epochs]}
     return ov  # the warm-up follows the run through optim.warmup_fraction
 
 
@@ -178,6 +194,17 @@ def spearman(x, y) -> float:
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(spearmanr(x, y).statistic)
+
+
+def slope(x, y) -> float:
+    """OLS slope of ``y`` on ``x`` (NaN when undefined: fewer than 3 finite points or a constant ``x``)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or np.ptp(x) == 0:
+        return float("nan")
+    xc = x - x.mean()
+    return float((xc * (y - y.mean())).sum() / (xc ** 2).sum())
 
 
 def paired_effects(frame: pd.DataFrame, arm_col: str, treat, control, value: str,

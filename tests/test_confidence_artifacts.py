@@ -61,6 +61,11 @@ class FakeRun:
             raise FileNotFoundError(f"no embeddings at epoch {epoch}")
         return self.by_epoch[max(self.by_epoch) if epoch is None else epoch]
 
+    def metrics(self):
+        """kNN 20 % at epoch 0 and ``20 + gain`` at the last epoch (``gain`` 10 unless set)."""
+        last = self.cfg.train.epochs
+        return pd.DataFrame({"epoch": [0, last], "knn_acc": [20.0, 20.0 + getattr(self, "gain", 10.0)]})
+
 
 def _plan(profile: str, seeds: int, data_dir=None) -> Plan:
     return Plan(profile, data_dir=data_dir, n_seeds=seeds)
@@ -400,19 +405,96 @@ def test_seen_holdout_runs_rotate_classes_and_follow_the_design(data_dir):
     for (m, s), spec in specs.items():
         c = spec.cfg
         assert set(c.data.classes) == set(range(10)) - set(held[s]) and c.eval.novel == "heldout"
-        assert c.data.train_size == 500 and c.train.epochs == 120 and c.train.seed == s
-        assert tuple(c.train.save_embeddings_epochs) == (15, 30, 60, 120)
-        assert c.optim.warmup_epochs == pytest.approx(120 * 10 / 512) and c.optim.schedule_epochs is None
+        assert c.data.train_size == 512 and c.train.epochs == 90 and c.train.seed == s
+        assert tuple(c.train.save_embeddings_epochs) == (15, 30, 60, 90) and tuple(c.train.eval_epochs) == (0, 90)
+        assert c.optim.warmup_epochs == pytest.approx(90 * 10 / 512) and c.optim.schedule_epochs is None
         assert (c.optim.batch_size, c.optim.accumulation_steps) == ((128, 1) if m == "simclr" else (64, 2))
-    smoke = seen.runs(_plan("smoke", 1, str(data_dir)), seen.Params(n_train=50, epochs=2, saved_epochs=(1, 2),
+        # every training image once per epoch: the set is a whole number of optimizer steps
+        assert c.data.train_size % (c.optim.batch_size * c.optim.accumulation_steps) == 0
+    assert len(seen.runs(_plan("quick", 5, str(data_dir)), seen.Params(seeds=2))) == 4   # the artifact's own seeds
+    smoke = seen.runs(_plan("smoke", 1, str(data_dir)), seen.Params(n_train=64, epochs=2, saved_epochs=(1, 2),
                                                                      batch_size=16))
-    assert all(s.cfg.data.train_size == 50 and s.cfg.train.epochs == 2 for s in smoke.values())
+    assert all(s.cfg.data.train_size == 64 and s.cfg.train.epochs == 2 for s in smoke.values())
     with pytest.raises(ValueError, match="include epochs"):
         seen.Params(saved_epochs=(15, 30))
     with pytest.raises(ValueError, match="holdouts"):
         seen.Params(holdouts=((0, 0, 1),))
     with pytest.raises(ValueError, match="n_train"):
         seen.Params(n_train=100)
+    with pytest.raises(ValueError, match="multiple of batch_size"):   # 500 // 128 = 3 steps saw 384 of 500 images
+        seen.Params(n_train=500)
+    with pytest.raises(ValueError, match="pairs"):
+        seen.Params(holdouts=((0, 1), (2, 3), (4, 5)))
+    with pytest.raises(ValueError, match="a seed pair"):
+        seen.Params(holdouts=((0, 1, 2), (0, 1)))                     # no class goes from novel to seen
+
+
+def test_class_paired_novelty_cancels_class_identity_by_hand():
+    """m(c) = a_r + b_c + d novel_rc with class levels b, run scales a_a = 0.7, a_b = -0.2, d = -0.25.
+    Complementary held-out sets (a: 5-9, b: 0-4): the per-run seen-minus-novel contrasts of class means
+    are mean(b[0:5]) - mean(b[5:]) - d = 0.5 + 0.2 + 0.25 = 0.95 in run a and -0.2 - 0.5 + 0.25 = -0.45 in
+    run b (class identity); the class-paired effect is -d = 0.25, the scale a_a - a_b = 0.9."""
+    from embedding_norms.analysis import class_paired_novelty
+
+    b = np.array([3, -1, 0.5, 2, -2, 1, 0, -0.5, 1.5, -3])
+    d = -0.25
+
+    def run(scale, held):
+        return {c: (c in held, scale + b[c] + d * (c in held)) for c in range(10)}
+
+    ra, rb = run(0.7, {5, 6, 7, 8, 9}), run(-0.2, {0, 1, 2, 3, 4})
+    naive = [np.mean([r[c][1] for c in range(10) if not r[c][0]]) - np.mean([r[c][1] for c in range(10) if r[c][0]])
+             for r in (ra, rb)]
+    assert naive == pytest.approx([0.95, -0.45])
+    e = class_paired_novelty(ra, rb)
+    assert e["effect"] == pytest.approx(0.25) and e["scale"] == pytest.approx(0.9)
+    assert (e["n_seen_novel"], e["n_novel_seen"]) == (5, 5)
+    # held-out sets that overlap (a: 5-9, evens): classes 1, 3 (seen in both) and 6, 8 (novel in both) do not
+    # enter; SN = {0, 2, 4}, NS = {5, 7, 9}; the effect is still -d
+    e = class_paired_novelty(ra, run(-0.2, {0, 2, 4, 6, 8}))
+    assert e["effect"] == pytest.approx(0.25) and (e["n_seen_novel"], e["n_novel_seen"]) == (3, 3)
+    with pytest.raises(ValueError, match="swap"):
+        class_paired_novelty(ra, run(0.1, {5, 6, 7, 8, 9}))
+
+
+def test_seen_class_paired_checks_on_runs_with_known_class_levels(monkeypatch):
+    """Four holdout runs (held out 5-9, 0-4, evens, odds) whose every image of class c has log norm
+    a_s + b_c - 0.25 [novel] + 0.1 [training image], with class levels b_c = 0.3 c (large: classes 5-9
+    sit 1.5 above 0-4) and run scales a_s = 0.2 s. Class-paired over the pairs (0, 1) and (2, 3):
+    novel vs test = 0.25 and novel vs train = 0.35 exactly in both pairs (holds, interval a point), while
+    the per-run novel-vs-test AUROC follows which classes are held out (seed 0: novel classes are the
+    large ones, AUROC - 0.5 < 0; seed 1: > 0) and is descriptive. One SimSiam run gains 3 kNN points:
+    SimSiam's checks are not testable."""
+    monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
+    p = seen.Params(n_train=64, epochs=2, saved_epochs=(1, 2), batch_size=16, n_boot=50)
+    plan = _plan("smoke", 4)
+    runs = {}
+    for k, spec in seen.runs(plan, p).items():
+        held = p.holdout(k.seed)
+        seen_ids = [c for c in range(10) if c not in held]
+        splits = {}
+        for split, ids, extra in (("train", seen_ids, 0.1), ("test", seen_ids, 0.0), ("novel", list(held), -0.25)):
+            lab = np.repeat(np.arange(5), 6)
+            norm = np.exp(0.2 * k.seed + 0.3 * np.asarray(ids)[lab] + extra)
+            splits[split] = _split(np.random.default_rng(0), lab, np.full(30, 0.8), np.arange(30), norm)
+        runs[k] = FakeRun(spec, {2: _flat(splits)})
+        if k.method == "simsiam" and k.seed == 3:
+            runs[k].gain = 3.0
+    fr = seen.frames(runs, p)
+    pr = fr["paired"]
+    for comp, want in (("novel vs test", 0.25), ("novel vs train", 0.35)):
+        g = pr[(pr.method == "simclr") & (pr.comparison == comp)].sort_values("pair")
+        assert g.seeds.tolist() == ["0,1", "2,3"] and g.classes.tolist() == [10, 10]
+        assert g.effect.tolist() == pytest.approx([want, want], abs=2e-3)    # z is stored in float16
+    checks = seen.checks(fr, p)
+    by_test = {c.test: c for c in checks}
+    c = by_test["SimCLR: small norm => unseen, novel vs test, class-paired"]
+    assert c.verdict == "holds" and c.n_seeds == 2 and not c.descriptive
+    naive = by_test["SimCLR: small norm => unseen, novel vs test (per run, across classes)"]
+    assert naive.descriptive and naive.per_seed[0] < 0 < naive.per_seed[1]
+    assert {c.verdict for c in checks if c.test.startswith("SimSiam") and not c.descriptive} == {"not testable"}
+    assert {c.verdict for c in checks if c.test.startswith("SimCLR") and not c.descriptive} == {"holds"}
+    assert len(checks) == 10 and set(seen.figures(fr, p)) == {""}
 
 
 def _seen_runs(plan, p, means_by_epoch, rng):
@@ -433,14 +515,17 @@ def _seen_runs(plan, p, means_by_epoch, rng):
 @pytest.mark.parametrize("order", ["paper", "reversed"])
 def test_seen_checks_and_effect_by_epoch_follow_fabricated_norms(order, monkeypatch):
     monkeypatch.delenv("EMBEDDING_NORMS_DATA", raising=False)
-    p = seen.Params(n_train=50, epochs=2, saved_epochs=(1, 2), batch_size=16, n_boot=300)
+    p = seen.Params(n_train=64, epochs=2, saved_epochs=(1, 2), batch_size=16, n_boot=300)
     plan = _plan("smoke", 3)
     last = {"train": 10.0, "test": 9.0, "novel": 7.5} if order == "paper" else {"train": 7.5, "test": 9.0, "novel": 10.0}
     runs = _seen_runs(plan, p, {1: {"train": 9.0, "test": 9.0, "novel": 9.0}, 2: last}, np.random.default_rng(2))
     fr = seen.frames(runs, p)
     checks = seen.checks(fr, p)
-    assert len(checks) == 4 and all(c.n_seeds == 3 for c in checks)
-    assert all(c.verdict == ("holds" if order == "paper" else "contradicted") for c in checks), [c.per_seed for c in checks]
+    per_run = [c for c in checks if "class-paired" not in c.test]        # test vs train, and novel per run
+    assert len(checks) == 10 and len(per_run) == 6 and all(c.n_seeds == 3 for c in per_run)
+    assert all(c.verdict == ("holds" if order == "paper" else "contradicted") for c in per_run), [c.per_seed for c in per_run]
+    # class-paired: seeds 0 and 1 form the one pair of 3 seeds; one pair gives no interval
+    assert all(c.n_seeds == 1 and c.verdict == "inconclusive" for c in checks if "class-paired" in c.test)
     a = fr["auroc"]
     # independent AUROC of one seed: P(norm_unseen < norm_seen) by pairwise comparison
     emb = runs[seen.Key("simclr", 1)].embeddings(2)
@@ -455,7 +540,7 @@ def test_seen_checks_and_effect_by_epoch_follow_fabricated_norms(order, monkeypa
     assert (c.ci_low, c.ci_high) == pytest.approx((g.effect.mean() - half, g.effect.mean() + half))
     # effect by epoch: nothing at epoch 1 (same distributions), the fabricated effect at epoch 2
     t = fr[""]
-    assert set(t.epoch) == {1, 2} and len(t) == 8
+    assert set(t.epoch) == {1, 2} and len(t) == 12
     e1 = t[t.epoch == 1]
     assert ((e1.ci_low < 0) & (e1.ci_high > 0)).all(), e1
     assert set(fr["auroc"].held_out) == {"5-6-7-8-9", "0-1-2-3-4", "0-2-4-6-8"}      # rotation with the seed

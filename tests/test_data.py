@@ -38,6 +38,7 @@ from embedding_norms.data.sources import (
 from embedding_norms.data import loaders
 from embedding_norms.data.loaders import FLOWERS_SPLITS, load_split, make_standin
 from embedding_norms.data.subsets import (
+    imbalance_ranks,
     IMBALANCE_BASE,
     exponential_counts,
     imbalanced_indices,
@@ -541,6 +542,51 @@ def test_imbalanced_indices_keep_first_images_of_each_class():
         imbalanced_indices(labels[labels != 3], 100, 1.03365)
 
 
+def test_imbalance_ranks_rotate_so_every_class_gets_several_sizes():
+    """Issue 20: class c gets rank (c - 3 s) mod 10 in seed s. By hand: class 0 -> 0, 7, 4, 1 in seeds 0-3,
+    class 4 -> 4, 1, 8, 5; the largest class (rank 0) of seed s is 3 s mod 10 = 0, 3, 6, 9."""
+    ranks = np.array([imbalance_ranks(10, s, 3) for s in range(4)])      # (seed, class)
+    assert ranks[:, 0].tolist() == [0, 7, 4, 1] and ranks[:, 4].tolist() == [4, 1, 8, 5]
+    assert [int(np.argmin(r)) for r in ranks] == [0, 3, 6, 9]
+    assert all(sorted(r.tolist()) == list(range(10)) for r in ranks)   # a permutation in every seed
+    # over the 4 seeds of quick every class takes 4 different sizes, one of them among the 3 largest
+    # and one among the 3 smallest (large in some seeds, small in others)
+    for c in range(10):
+        assert len(set(ranks[:, c])) == 4 and ranks[:, c].min() <= 2 and ranks[:, c].max() >= 7, (c, ranks[:, c])
+    # over 10 seeds a Latin square: every class takes every size exactly once
+    full = np.array([imbalance_ranks(10, s, 3) for s in range(10)])
+    assert all(sorted(full[:, c].tolist()) == list(range(10)) for c in range(10))
+    assert imbalance_ranks(10, 7, 0).tolist() == list(range(10))      # shift 0: the released order in every seed
+    with pytest.raises(ValueError):
+        imbalance_ranks(10, -1, 3)
+
+
+def test_imbalanced_indices_follow_the_ranks():
+    """5 classes of 8 images, base 2: sizes by rank 8, 4, 2, 1, 1 (max(1, int(8 / 2^4)) = max(1, 0) = 1);
+    ranks (2, 0, 4, 1, 3): class 0 keeps 2, class 1 keeps 8, class 2 keeps 1, class 3 keeps 4, class 4 keeps 1,
+    the first images of each class."""
+    labels = np.tile(np.arange(5), 8)                                # class c at positions c, c + 5, ...
+    keep = imbalanced_indices(labels, 5, 2.0, ranks=[2, 0, 4, 1, 3])
+    assert np.bincount(labels[keep], minlength=5).tolist() == [2, 8, 1, 4, 1]
+    np.testing.assert_array_equal(keep[labels[keep] == 3], [3, 8, 13, 18])
+    assert np.bincount(labels[imbalanced_indices(labels, 5, 2.0)], minlength=5).tolist() == [8, 4, 2, 1, 1]
+    with pytest.raises(ValueError, match="permutation"):
+        imbalanced_indices(labels, 5, 2.0, ranks=[0, 0, 1, 2, 3])
+
+
+def test_rotated_imbalance_config_is_validated_and_hashed():
+    from embedding_norms.config import RunConfig
+
+    base = RunConfig.load("simclr", "smoke", {"data": {"imbalance": "exponential"}})
+    assert "imbalance_shift_per_seed" not in base.to_dict()["data"]           # 0: hashes as before the field
+    rot = base.replace({"data": {"imbalance_shift_per_seed": 3}})
+    assert rot.to_dict()["data"]["imbalance_shift_per_seed"] == 3 and rot.hash() != base.hash()
+    for bad in ({"imbalance_shift_per_seed": 5}, {"imbalance_shift_per_seed": -3},
+                {"imbalance": "none", "imbalance_shift_per_seed": 3}):
+        with pytest.raises(ConfigError, match="imbalance_shift_per_seed"):
+            base.replace({"data": bad})
+
+
 def test_stratified_subset_seeded_and_proportional():
     rng = np.random.default_rng(6)
     labels = rng.permutation(np.repeat([0, 1, 2], [600, 300, 100]))
@@ -606,6 +652,16 @@ def test_prepare_stratified_subsets_are_seeded(cifar, data_dir):
     imb = prepare_data(DataConfig(train_size=1000, imbalance="exponential"), EvalConfig(), 3, 100, data_dir)
     assert np.bincount(imb.train.labels.numpy()).tolist() == [math.floor(Fraction(100) / Fraction(3, 2) ** i)
                                                               for i in range(10)]
+
+
+def test_prepare_rotated_imbalance_uses_the_training_seed(cifar, data_dir):
+    """Shift 3, training seed 1: class c keeps floor(100 * 1.5^-((c - 3) mod 10)) of a 100-per-class subset,
+    so class 3 is the largest and class 2 the smallest; the same config with seed 0 is the released order."""
+    cfg = DataConfig(train_size=1000, imbalance="exponential", imbalance_shift_per_seed=3)
+    sizes = [math.floor(Fraction(100) / Fraction(3, 2) ** i) for i in range(10)]
+    rd = prepare_data(cfg, EvalConfig(), 1, 10, data_dir)
+    assert np.bincount(rd.train.labels.numpy()).tolist() == [sizes[(c - 3) % 10] for c in range(10)]
+    assert np.bincount(prepare_data(cfg, EvalConfig(), 0, 10, data_dir).train.labels.numpy()).tolist() == sizes
 
 
 def test_prepare_class_holdout(cifar, data_dir):

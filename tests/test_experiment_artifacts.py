@@ -251,33 +251,60 @@ def test_gradscale_limitation_rule_edge_cases():
 
 
 @pytest.mark.parametrize("sign", [1, -1])
-def test_imbalance_norms_rank_correlation_and_class_identity(plan, tmp_path, sign):
-    """Class norms in the imbalanced run = the class's own level (from the balanced run) times
-    size**(0.1 sign). The class levels are made to fall with class size (size**(-sign)), so the raw
-    correlation shows -sign while the one relative to the balanced run shows the size effect, sign."""
+def test_imbalance_norms_within_class_growth_slope_over_rotated_sizes(plan, tmp_path, sign):
+    """Smoke rotates the class sizes by 3 per seed: class c keeps the size of rank (c - 3 s) mod 10
+    (largest class 0, 3, 6 in seeds 0, 1, 2). Epoch-0 class norms = the class's own level L_c (class
+    identity, here falling steeply with the class id), end norms = 2 L_c size_c**gamma with
+    gamma = 0.1 sign. Growth log(end / start) = log 2 + gamma ln(size) = log 2 + gamma ln 2 log2(size):
+    per seed slope gamma ln 2 whatever L_c, so the check holds (sign +1) or is contradicted (sign -1)."""
     store = RunStore(tmp_path / "runs")
-    sizes = np.array([50, 33, 22, 14, 9, 6, 4, 3, 2, 1], float)
-    level = sizes ** (-sign)                 # class identity: a confounder opposite to the size effect
+    by_rank = np.array([50, 33, 22, 14, 9, 6, 4, 3, 2, 1])
+    level = 10.0 ** -np.arange(10)
+    gamma = 0.1 * sign
     planned = plan_artifact(Artifact.from_module(fig_imbalance_norms), plan)
+    assert planned.params.shift_per_seed == 3
     for key, spec in planned.specs.items():
-        fabricate(store, spec.cfg, [0, 1], [1, 2], predictor=key.method != "simclr")
-        counts = sizes.astype(int) if key.data == "imbalanced" else np.full(10, 20)
-        labels = np.repeat(np.arange(10), counts)
-        norms = (level * (sizes ** (0.1 * sign) if key.data == "imbalanced" else 1.0))[labels]
-        arrays = {"train/z_norm": norms.astype(np.float32), "train/labels": labels, "train/indices": np.arange(len(labels))}
-        if key.method != "simclr":
-            arrays["train/p_norm"] = (2 * norms).astype(np.float32)
+        assert spec.cfg.data.imbalance_shift_per_seed == 3 and list(spec.cfg.train.save_embeddings_epochs) == [0, 1]
+        fabricate(store, spec.cfg, [0, 1], [1, 2], knn=[10.0, 20.0], predictor=key.method != "simclr")
+        sizes = by_rank[(np.arange(10) - 3 * key.seed) % 10]
+        labels = np.repeat(np.arange(10), sizes)
         path = store.path(spec.cfg) / "embeddings"
         path.mkdir(exist_ok=True)
-        np.savez(path / "epoch_0001.npz", **arrays)
+        for epoch, norms in ((0, level), (1, 2 * level * sizes.astype(float) ** gamma)):
+            arrays = {"train/z_norm": norms[labels].astype(np.float64), "train/labels": labels,
+                      "train/indices": np.arange(len(labels))}
+            if key.method != "simclr":
+                arrays["train/p_norm"] = 3 * arrays["train/z_norm"]
+            np.savez(path / f"epoch_{epoch:04d}.npz", **arrays)
     _, res = run_build(fig_imbalance_norms, plan, store, tmp_path)
-    raw = [c for c in checks(res, "imbalance-norms") if "relative" not in c.test]
-    rel = [c for c in checks(res, "imbalance-norms") if "relative" in c.test]
-    assert len(raw) == len(rel) == 3  # SimCLR z, SimSiam z and p
-    # raw means = size**(-0.9 sign): rank correlation -sign in every seed
-    assert all(c.per_seed == pytest.approx([-float(sign)] * 3) for c in raw)
-    assert all(c.per_seed == pytest.approx([float(sign)] * 3) for c in rel)
-    assert all(c.verdict == ("holds" if sign > 0 else "contradicted") for c in rel)
+    growth = [c for c in checks(res, "imbalance-norms") if "growth" in c.test]
+    assert len(growth) == 3  # SimCLR z, SimSiam z and p
+    assert all(c.per_seed == pytest.approx([gamma * math.log(2)] * 3, rel=1e-5) for c in growth)
+    assert all(c.verdict == ("holds" if sign > 0 else "contradicted") for c in growth)
+    assert all("largest class per seed [0, 3, 6]" in c.detail for c in growth)
+    control = [c for c in checks(res, "imbalance-norms") if "epoch 0 (control)" in c.test]
+    assert len(control) == 3 and all(c.descriptive for c in control)
+
+
+def test_imbalance_norms_are_not_testable_when_a_run_did_not_learn(plan, tmp_path):
+    """The gate: one SimSiam run gains 2 kNN points over epoch 0 (< 5): every SimSiam check says "not
+    testable"; SimCLR's runs gained 10 points and are decided."""
+    store = RunStore(tmp_path / "runs")
+    planned = plan_artifact(Artifact.from_module(fig_imbalance_norms), plan)
+    for key, spec in planned.specs.items():
+        low = key.method == "simsiam" and key.seed == 1
+        fabricate(store, spec.cfg, [0, 1], [1, 2], knn=[10.0, 12.0 if low else 20.0], predictor=key.method != "simclr")
+        labels = np.repeat(np.arange(10), np.arange(1, 11))
+        path = store.path(spec.cfg) / "embeddings"
+        path.mkdir(exist_ok=True)
+        for epoch in (0, 1):
+            z = (1.0 + epoch * (1 + labels + key.seed)).astype(np.float64)
+            np.savez(path / f"epoch_{epoch:04d}.npz", **{"train/z_norm": z, "train/p_norm": z, "train/labels": labels})
+    _, res = run_build(fig_imbalance_norms, plan, store, tmp_path)
+    decided = [c for c in checks(res, "imbalance-norms") if not c.descriptive]
+    assert {c.verdict for c in decided if c.test.startswith("SimSiam")} == {"not testable"}
+    assert "not testable" not in {c.verdict for c in decided if c.test.startswith("SimCLR")}
+    assert all("+2.0" in c.detail for c in decided if c.test.startswith("SimSiam"))
 
 
 def test_imbalanced_runs_use_the_released_jitter_strength(plan):
@@ -287,3 +314,8 @@ def test_imbalanced_runs_use_the_released_jitter_strength(plan):
     for key, spec in planned.specs.items():
         assert spec.cfg.data.jitter_strength == (1.0 if key.data == "imbalanced" else 0.5), key
         assert (spec.cfg.data.imbalance == "exponential") == (key.data == "imbalanced")
+        # every imbalanced arm rotates its class sizes as fig_imbalance_norms says (smoke: 3 per seed)
+        assert spec.cfg.data.imbalance_shift_per_seed == (3 if key.data == "imbalanced" else 0), key
+    imb = plan_artifact(Artifact.from_module(fig_imbalance_norms), plan).specs
+    shared = {(k.method, k.seed): s.cfg.hash() for k, s in planned.specs.items() if k.data == "imbalanced" and k.arm == "base"}
+    assert shared == {(k.method, k.seed): s.cfg.hash() for k, s in imb.items() if k.method in {m for m, _ in shared}}

@@ -126,7 +126,7 @@ def test_read_only_finished_store_serves_status_and_build(tmp_path, finished_sto
     finally:
         guard.undo()
     assert rc_st == 0, st_err
-    assert st_out.count(" done ") == 4, st_out
+    assert st_out.count(" done ") == 2, st_out
     assert rc == 0, out + err
     assert "already trained" in out
     res = json.loads((tmp_path / "out" / "results" / "fig_imbalance_norms.json").read_text())
@@ -138,7 +138,7 @@ def test_force_all_retrains_every_target_and_unknown_force_is_refused(tmp_path, 
     args = ["fig_imbalance_norms", "--profile", "smoke", "--dry-run", "--data-dir", str(no_data)]
     rc, out, err = runner_main([*args, "--force", "all"], finished_store, tmp_path / "out", capsys)
     assert rc == 0, err
-    assert "4 to train (4 already finished" in out, out  # forced although finished (2 imbalanced + 2 balanced runs)
+    assert "2 to train (2 already finished" in out, out  # forced although finished (the 2 imbalanced runs)
     rc, out, err = runner_main([*args, "--force", "tab_cut_init"], finished_store, tmp_path / "out", capsys)
     assert rc == 2 and "--force tab_cut_init: tab_cut_init is not among the targets" in err, err
 
@@ -297,7 +297,7 @@ def test_smoke_on_an_empty_data_folder_says_it_uses_stand_ins(tmp_path, capsys):
     rc, out, err = runner_main(["fig_imbalance_norms", "--profile", "smoke", "--dry-run", "--data-dir", str(empty)],
                                tmp_path / "runs", tmp_path / "out", capsys)
     assert rc == 0, err
-    assert "stand-in data: 4 run(s) train on generated stand-in images for cifar10" in out
+    assert "stand-in data: 2 run(s) train on generated stand-in images for cifar10" in out
 
 
 def test_report_header_says_stand_in_data(tmp_path):

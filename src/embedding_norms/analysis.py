@@ -29,7 +29,7 @@ from .data.human_labels import HumanLabelError, check_alignment
 __all__ = [
     "normalize_norms", "norm_buckets", "bucket_statistics", "bucket_trend", "image_spearman", "partial_spearman",
     "knn_loo_correct", "knn_self_vote_correct",
-    "human_label_entropy", "align_human_labels", "novelty_auroc",
+    "human_label_entropy", "align_human_labels", "novelty_auroc", "class_paired_novelty",
 ]
 
 
@@ -402,3 +402,43 @@ def novelty_auroc(seen_norms: np.ndarray, unseen_norms: np.ndarray, n_boot: int 
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
         se = float(res.standard_error)
     return {"auroc": auroc, "ci_low": lo, "ci_high": hi, "se": se, "n_seen": float(s.size), "n_unseen": float(u.size)}
+
+
+def class_paired_novelty(run_a: Mapping[int, tuple[bool, float]], run_b: Mapping[int, tuple[bool, float]]) -> dict[str, float]:
+    """Seen-minus-novel difference of class mean log norms from two runs that hold out different
+    classes, with class identity and each run's overall norm scale cancelled (issue 20).
+
+    Model: the mean log norm of class ``c`` in run ``r`` is ``a_r + b_c + d * novel_rc`` (``a_r`` the
+    run's scale, ``b_c`` the class's own level, ``novel_rc`` 1 when ``c`` was held out of run ``r``'s
+    training). Per class in both runs, ``diff_c = m_a(c) - m_b(c) = a_a - a_b + d (novel_ac - novel_bc)``:
+    ``b_c`` cancels. Over the classes *seen in a, novel in b* (SN) it is ``a_a - a_b - d``, over those
+    *novel in a, seen in b* (NS) ``a_a - a_b + d``; so ``effect = (mean_SN diff - mean_NS diff) / 2 = -d``,
+    the seen-minus-novel log-norm difference of like classes, and ``scale = (mean_SN + mean_NS) / 2 =
+    a_a - a_b``. Classes with the same role in both runs do not enter. With complementary held-out sets
+    (every class novel in exactly one run) this equals the mean over classes of ``log norm when seen -
+    log norm when novel``, after removing the run scales.
+
+    Args:
+        run_a, run_b: per class id, ``(novel, mean log norm)``: whether the class was held out of the
+            run's training, and the mean log norm of its images in the role compared (novel: held-out
+            class images; seen: images of the class when it was trained on, e.g. its test or its
+            training images).
+
+    Returns:
+        dict with ``effect`` (> 0: a class has smaller norms when novel), ``scale`` (``a_a - a_b``),
+        ``n_seen_novel`` (|SN|), ``n_novel_seen`` (|NS|).
+
+    Raises:
+        ValueError: SN or NS empty (the two runs do not swap any class between seen and novel), or a
+            non-finite mean.
+    """
+    common = sorted(set(run_a) & set(run_b))
+    sn = [run_a[c][1] - run_b[c][1] for c in common if not run_a[c][0] and run_b[c][0]]
+    ns = [run_a[c][1] - run_b[c][1] for c in common if run_a[c][0] and not run_b[c][0]]
+    if not sn or not ns:
+        raise ValueError(f"class_paired_novelty: the runs must swap classes both ways between seen and novel; got "
+                         f"{len(sn)} seen->novel and {len(ns)} novel->seen classes")
+    if not np.isfinite(sn + ns).all():
+        raise ValueError("class_paired_novelty: non-finite class mean log norm")
+    return {"effect": float((np.mean(sn) - np.mean(ns)) / 2), "scale": float((np.mean(sn) + np.mean(ns)) / 2),
+            "n_seen_novel": float(len(sn)), "n_novel_seen": float(len(ns))}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
@@ -50,6 +51,10 @@ class DataConfig:
             ``floor(n * base**(-i))`` training images, ``n`` the per-class count before
             imbalancing (5000 on CIFAR-10, 500 on CIFAR-100); base 1.5 on CIFAR-10 and
             1.03365 on CIFAR-100 as in the released code.
+        imbalance_shift_per_seed: ``k``: the class sizes rotate with the training seed ``s``, class
+            ``c`` keeping the size of rank ``(c - s k) mod K`` (``K`` classes; class ``s k mod K`` is
+            the largest); 0 = the released order (class ``i`` has rank ``i`` in every seed). Needs
+            ``gcd(k, K) = 1``, so that ``K`` consecutive seeds give every class every size (issue 20).
         classes: train (and test) only on these class ids; the remaining classes form the
             "novel" set of the class-holdout design. ``None`` = all classes.
         train_size: class-stratified, seeded subset of the (balanced) training set with this
@@ -72,6 +77,7 @@ class DataConfig:
 
     dataset: Literal["cifar10", "cifar100", "imagenet100", "flowers102", "stanford_cars"] = "cifar10"
     imbalance: Literal["none", "exponential"] = "none"
+    imbalance_shift_per_seed: int = 0
     classes: Optional[tuple[int, ...]] = None
     train_size: Optional[int] = None
     test_size: Optional[int] = None
@@ -282,7 +288,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples become lists) suitable for YAML/JSON. Left out when they change
         nothing, so configs and hashes of runs planned without them are those from before the fields:
-        an unset ``data.source``, an empty ``train.full_test_norms_epochs``, and ``norm.cut_scope``
+        an unset ``data.source``, ``data.imbalance_shift_per_seed = 0`` (the released order), an empty ``train.full_test_norms_epochs``, and ``norm.cut_scope``
         when it is ``all`` or ``cut_constant = 1``."""
         d = _plain(dataclasses.asdict(self))
         if d["data"]["source"] is None:
@@ -291,6 +297,8 @@ class RunConfig:
             del d["train"]["full_test_norms_epochs"]
         if d["norm"]["cut_scope"] == "all" or d["norm"]["cut_constant"] == 1:
             del d["norm"]["cut_scope"]
+        if d["data"]["imbalance_shift_per_seed"] == 0:
+            del d["data"]["imbalance_shift_per_seed"]
         return d
 
     def hash(self) -> str:
@@ -424,6 +432,10 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         need(max(d.classes) < NUM_CLASSES[d.dataset], "data.classes",
              f"contains class id {max(d.classes)}, but {d.dataset} has classes 0..{NUM_CLASSES[d.dataset] - 1}")
     n_cls = NUM_CLASSES[d.dataset] if d.classes is None else len(d.classes)
+    if d.imbalance_shift_per_seed:
+        need(d.imbalance != "none" and d.imbalance_shift_per_seed > 0 and math.gcd(d.imbalance_shift_per_seed, n_cls) == 1,
+             "data.imbalance_shift_per_seed", f"must be 0 or a positive shift coprime with the {n_cls} classes (and needs "
+             f"data.imbalance), got {d.imbalance_shift_per_seed} with imbalance {d.imbalance!r}")
     if d.dataset in CIFAR_PER_CLASS and not d.standin:
         for split, size in (("train", d.train_size), ("test", d.test_size)):
             avail = CIFAR_PER_CLASS[d.dataset][split] * n_cls

@@ -11,8 +11,8 @@ import torch
 from ..config import CIFAR_PER_CLASS, ConfigError, DataConfig, EvalConfig, RunConfig
 from .loaders import load_split, make_standin, standin_per_class
 from .sources import SPECS, ImageSet
-from .subsets import (IMBALANCE_BASE, class_positions, exponential_counts, imbalanced_indices, remap_labels,
-                      stratified_subset)
+from .subsets import (IMBALANCE_BASE, class_positions, exponential_counts, imbalance_ranks, imbalanced_indices,
+                      remap_labels, stratified_subset)
 
 
 @dataclass
@@ -62,7 +62,8 @@ def prepare_data(data: DataConfig, eval_cfg: EvalConfig, seed: int, probe_size: 
 
     The subsets (training subset, test subset, probe set, novel set) and generated stand-ins
     depend on ``data.subset_seed`` only, not on the training seed ``seed``: runs that differ in
-    their training seed see the same images (issue 15).
+    their training seed see the same images (issue 15); the one exception is
+    ``data.imbalance_shift_per_seed``, which rotates the class sizes with ``seed`` (issue 20).
 
     Raises:
         ConfigError: class ids outside the dataset, imbalance on a dataset without a
@@ -86,7 +87,8 @@ def prepare_data(data: DataConfig, eval_cfg: EvalConfig, seed: int, probe_size: 
 
     train = train.subset(stratified_subset(train.labels.numpy(), data.train_size, sub), train.name)
     if data.imbalance == "exponential":
-        keep = imbalanced_indices(train.labels.numpy(), train.num_classes, IMBALANCE_BASE[data.dataset])
+        ranks = imbalance_ranks(train.num_classes, seed, data.imbalance_shift_per_seed)  # seed: train.seed
+        keep = imbalanced_indices(train.labels.numpy(), train.num_classes, IMBALANCE_BASE[data.dataset], ranks)
         train = train.subset(keep, train.name + "[imbalanced]")
     test_full = test
     test = test.subset(stratified_subset(test.labels.numpy(), data.test_size, sub + 1), test.name)

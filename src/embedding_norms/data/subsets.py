@@ -25,21 +25,47 @@ def exponential_counts(n_per_class: int, num_classes: int, base: float) -> list[
     return [int(n_per_class * np.exp(-i * np.log(base))) for i in range(num_classes)]
 
 
-def imbalanced_indices(labels: np.ndarray, num_classes: int, base: float) -> np.ndarray:
-    """Positions kept by the exponential imbalance: the first ``counts[c]`` images of class ``c``.
+def imbalance_ranks(num_classes: int, seed: int = 0, shift_per_seed: int = 0) -> np.ndarray:
+    """Size rank of every class (0 = largest) under the rotation of issue 20.
 
-    ``n_per_class`` is the size of the smallest class of ``labels`` (so a balanced subset of
-    500 per class gives 500, 333, 222, ...). Positions are returned in ascending order.
+    Class ``c`` gets rank ``(c - seed * shift_per_seed) mod num_classes``: ``shift_per_seed = 0``
+    is the released order (rank ``c``); with ``gcd(shift_per_seed, num_classes) = 1`` the first
+    ``num_classes`` seeds give every class every rank once (a Latin square), so a class's own norm
+    level or growth is not tied to its size across seeds. E.g. 10 classes, shift 3, seeds 0..3:
+    class 0 gets ranks 0, 7, 4, 1 (sizes 1.5^0, 1.5^-7, 1.5^-4, 1.5^-1 of the largest).
+
+    Returns:
+        ``(num_classes,)`` int64 ranks, a permutation of ``0 .. num_classes - 1``.
 
     Raises:
-        ValueError: a class is missing from ``labels``.
+        ValueError: ``num_classes < 1``, a negative seed or shift.
+    """
+    if num_classes < 1 or seed < 0 or shift_per_seed < 0:
+        raise ValueError(f"need num_classes >= 1, seed >= 0 and shift_per_seed >= 0, got {num_classes}, {seed}, "
+                         f"{shift_per_seed}")
+    return (np.arange(num_classes) - seed * shift_per_seed) % num_classes
+
+
+def imbalanced_indices(labels: np.ndarray, num_classes: int, base: float, ranks: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Positions kept by the exponential imbalance: the first ``counts[ranks[c]]`` images of class ``c``.
+
+    ``n_per_class`` is the size of the smallest class of ``labels`` (so a balanced subset of
+    500 per class gives 500, 333, 222, ...). ``ranks`` (:func:`imbalance_ranks`) says which size
+    each class gets; None = the released order (class ``i`` keeps ``counts[i]``). Positions are
+    returned in ascending order.
+
+    Raises:
+        ValueError: a class is missing from ``labels``, or ``ranks`` is not a permutation of the classes.
     """
     labels = np.asarray(labels)
     per_class = [np.flatnonzero(labels == c) for c in range(num_classes)]
     if min(len(p) for p in per_class) == 0:
         raise ValueError("every class must be present to build the imbalanced subset")
+    ranks = np.arange(num_classes) if ranks is None else np.asarray(ranks)
+    if sorted(ranks.tolist()) != list(range(num_classes)):
+        raise ValueError(f"ranks must be a permutation of 0..{num_classes - 1}, got {ranks.tolist()}")
     counts = exponential_counts(min(len(p) for p in per_class), num_classes, base)
-    keep = np.concatenate([p[: max(1, k)] for p, k in zip(per_class, counts)])
+    keep = np.concatenate([p[: max(1, counts[r])] for p, r in zip(per_class, ranks)])
     return np.sort(keep)
 
 
