@@ -22,14 +22,13 @@ and, per regime, one or more *scopes* of the cut (``norm.cut_scope``, :data:`emb
 
 Each check is the per-seed difference ``kNN(c) - kNN(1)`` (same seed, same images), averaged over
 the regime's evaluation epochs after 0, with a t-interval over seeds; each (regime, scope) has its
-own verdict, gated on the c = 1 reference runs of that regime having learned
-(:func:`reproduce.experiments.gate`).
+own verdict, gated per seed on the better of its two arms having learned (:func:`speedup_gate`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -223,11 +222,31 @@ def check_label(method: str, dataset: str, regime: str, scope: str, c: float) ->
     return f"{METHOD_LABELS[method]} {dataset}, {regime} regime, cut {scope}: c={c:g} above c=1"
 
 
+def speedup_gate(ref: pd.DataFrame, arm: pd.DataFrame, regime: str) -> tuple[Optional[str], str]:
+    """The learning gate of a speed-up comparison: per seed, the better of the two arms (c = 1 and
+    c) must have gained >= 5 kNN points over epoch 0. A speed-up is a comparison of how far the
+    arms got, so the early phase may leave c = 1 below the bar as long as one arm learned; if
+    neither did, the difference is one between two untrained networks: "not testable".
+
+    Args:
+        ref, arm: per-run rows (columns ``seed``, ``knn_gain``) of the c = 1 and the c arm.
+
+    Returns:
+        (reason or None, the note for the check's detail).
+    """
+    best = pd.concat([ref[["seed", "knn_gain"]], arm[["seed", "knn_gain"]]]).groupby("seed").knn_gain.max()
+    why = learning_gate({f"seed {s} (better arm)": g for s, g in best.items()})
+    note = (f"gated per seed on the better arm gaining >= 5 kNN points over epoch 0 (c = 1 {regime}-regime gains "
+            f"{[round(float(g), 1) for g in ref.sort_values('seed').knn_gain]}, c arm "
+            f"{[round(float(g), 1) for g in arm.sort_values('seed').knn_gain]})")
+    return why, note
+
+
 def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
     """Per regime, dataset, method, scope and c > 1: the mean over evaluation epochs after 0 of the
     per-seed ``kNN(c) - kNN(1)`` (claim: > 0, cut-initialization speeds up training). Each check is
-    gated on the c = 1 reference runs of its regime (every seed) having learned
-    (:func:`embedding_norms.stats.learning_gate`): else "not testable"."""
+    gated per seed on the better of its two arms having learned (:func:`speedup_gate`): else
+    "not testable"."""
     eff, per_run = frames["_effects"], frames["_runs"]
     stat = "mean over epochs of kNN(c) - kNN(1) [points]"
     out = []
@@ -236,13 +255,13 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
             for m in p.methods:
                 ref = per_run[(per_run.regime == r) & (per_run.dataset == d) & (per_run.method == m) & (per_run.c == 1.0)]
                 ref = ref.drop_duplicates("label")
-                why = learning_gate(dict(zip(ref.label, ref.knn_gain)))
-                gate_note = (f"gated on the c = 1 {r}-regime runs ({len(ref)}) gaining >= 5 kNN points over epoch 0 "
-                             f"(mean gain {ref.knn_gain.mean():+.1f})")
                 for sc in p.scopes_of(r, m):
                     for c in p.constants:
                         if c == 1.0:
                             continue
+                        arm = per_run[(per_run.regime == r) & (per_run.dataset == d) & (per_run.method == m)
+                                      & (per_run.c == c) & (per_run.scope == sc)].drop_duplicates("label")
+                        why, gate_note = speedup_gate(ref, arm, r)
                         test = check_label(m, d, r, sc, c)
                         sub = eff[(eff.regime == r) & (eff.dataset == d) & (eff.method == m) & (eff.scope == sc)
                                   & (eff.c == c) & (eff.epoch > 0)] if len(eff) else eff
@@ -268,7 +287,8 @@ def notes(frames: dict[str, pd.DataFrame], p: Params) -> list[str]:
            "16-512 of 512) correspond to the whole-schedule regime; the early regime shows whether the mechanism "
            f"acts at all in the released warm-up phase (warm-up {p.early_warmup_epochs:g} of {p.early_schedule_epochs:g} "
            "epochs, set explicitly, whatever the profile's base warm-up). Effect per seed: same seed and images for c "
-           "and c = 1. Every check is gated on its c = 1 runs having learned (>= 5 kNN points over epoch 0)."]
+           "and c = 1. Every check is gated per seed on the better of its two arms having learned (>= 5 kNN points over "
+           "epoch 0): a speed-up may leave c = 1 below the bar early on, two untrained arms decide nothing."]
     out.append("Scopes of the cut: " + "; ".join(f"`{sc}` = {SCOPES[sc]}" for sc in p.scopes) + ". Dividing weights "
                "that a BatchNorm follows by c leaves the forward pass unchanged but multiplies their effective learning "
                "rate by about c^2; table `init` shows each scope's epoch-0 norms of h, z and p (the paper's mechanism "

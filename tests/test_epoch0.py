@@ -103,3 +103,25 @@ def test_learning_gate_on_hand_made_gains():
     assert check.verdict == "not testable" and check.detail.startswith("not testable")
     decided = ClaimCheck.from_effects("cut-init", "t", "s", [3.0, 4.0, 5.0])
     assert decided.verdict == "holds"
+
+
+@pytest.mark.parametrize("method", ["simsiam", "byol"])
+def test_quick_scale_rule_keeps_the_released_optimisation(method):
+    """README "Deviations": the released micro-batch, lr^2 x accumulation (the step of the mean loss
+    under the released schedule and summed losses) and the warm-up share / cosine coverage of the
+    released run, read from the method's released YAML and checked on the quick profile's config."""
+    import yaml
+
+    from embedding_norms.config import CONFIG_DIR
+
+    released = yaml.safe_load((CONFIG_DIR / f"{method}.yaml").read_text())["optim"]
+    q = RunConfig.load(method, "quick")
+    o = q.optim
+    assert o.batch_size == released["batch_size"]
+    assert o.lr ** 2 * o.accumulation_steps == pytest.approx(released["lr"] ** 2 * released["accumulation_steps"], rel=1e-4)
+    assert o.accumulation == released["accumulation"] == "released"
+    # optimizer steps of the warm-up / of the run, and the run / the cosine horizon, as released
+    ratio = released["accumulation_steps"] / o.accumulation_steps
+    assert o.horizon(q.train.epochs) == pytest.approx(q.train.epochs * ratio)
+    warm_share = o.warmup_epochs * o.accumulation_steps / q.train.epochs   # warm-up optimizer steps / run steps
+    assert warm_share == pytest.approx(10 * released["accumulation_steps"] / 512)

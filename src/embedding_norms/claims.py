@@ -90,7 +90,7 @@ PRIMARY: dict[str, PrimaryCheck] = {
     "gradscale-limit": PrimaryCheck("tab_gradscale", r"SimSiam cifar10 balanced: p=1 - p=0 \(base lr\)", "",
                                     "the claim is about the non-contrastive methods: SimSiam at the lr where p = 0 "
                                     "learns (issue 20)"),
-    "imbalance-norms": PrimaryCheck("fig_imbalance_norms", r"SimCLR, z: class mean norm rises with class size", "",
+    "imbalance-norms": PrimaryCheck("fig_imbalance_norms", r"SimCLR, z: within-class norm growth rises with class size", "",
                                     _SIMCLR + " imbalanced, the class mean norms themselves"),
     "seen-unseen": PrimaryCheck("fig_seen_vs_unseen", r"SimCLR: small norm => unseen, test vs train", "",
                                 _SIMCLR + ": the first step of the claim (training images above unseen ones)"),

@@ -47,9 +47,10 @@ def schedule_value(step: int, steps_per_epoch: int, cfg: OptimConfig, epochs: in
 
     ``v(step) = lr * step / W`` for ``step <= W`` (``W = warmup_epochs * steps_per_epoch``),
     else ``final + (lr - final) * (1 + cos(pi * step / T)) / 2`` with
-    ``T = schedule_epochs * steps_per_epoch`` (the cosine is evaluated from step 0, as released).
+    ``T = horizon * steps_per_epoch`` (``OptimConfig.horizon``: ``schedule_epochs``, or the run's
+    epochs x ``schedule_factor``; the cosine is evaluated from step 0, as released).
     """
-    total = (cfg.schedule_epochs if cfg.schedule_epochs is not None else epochs) * steps_per_epoch
+    total = cfg.horizon(epochs) * steps_per_epoch
     warm = cfg.warmup_epochs * steps_per_epoch
     if step > warm:
         return cfg.final_lr + (cfg.lr - cfg.final_lr) * 0.5 * (1 + math.cos(step / total * math.pi))
