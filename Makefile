@@ -10,12 +10,14 @@ PY          := $(ENV_DIR)/bin/python
 STAMP       := $(ENV_DIR)/.embedding-norms-installed
 DATA        ?= $(or $(EMBEDDING_NORMS_DATA),$(wildcard $(CURDIR)/../shared/data))
 export EMBEDDING_NORMS_DATA := $(DATA)
+# the profile `make paper` and `make status` run: quick (default, reduced scale, CPU), paper (GPUs) or smoke
 PROFILE     ?= quick
 
 .PHONY: setup paper smoke test status clean-runs help
 
 help:
-	@echo "make paper   - set up, then rebuild every figure/table with the quick profile (python -m reproduce all --profile quick)"
+	@echo "make paper   - set up, then rebuild every figure/table with profile $(PROFILE) (python -m reproduce all --profile $(PROFILE));"
+	@echo "               the default is the reduced-scale 'quick' profile (CPU); the paper's own settings: make paper PROFILE=paper (GPUs)"
 	@echo "make test    - set up, then run the test suite"
 	@echo "make smoke   - set up, then wire-test every artifact (outputs/smoke/)"
 	@echo "make status  - state of every run the paper needs"
@@ -29,6 +31,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 paper: $(STAMP)
+	@echo "make paper: profile $(PROFILE)$(if $(filter quick,$(PROFILE)), (reduced scale; the paper's settings: make paper PROFILE=paper),)"
 	"$(PY)" -m reproduce all --profile $(PROFILE)
 
 smoke: $(STAMP)

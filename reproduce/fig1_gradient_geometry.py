@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from matplotlib.colors import LogNorm
 
+from embedding_norms.plotting import epoch_axis, plain_log_ticks
 from embedding_norms.report import ClaimCheck
 from embedding_norms.sim_theory import (check_count, check_positive, cosine_gradient, cosine_gradient_field,
                                         descend_cosine, fit_power_law)
@@ -125,7 +126,9 @@ def figures(fr: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
                   scale=scale, cmap="plasma_r", norm=LogNorm(), width=0.0055, headwidth=3.5, headlength=4,
                   headaxislength=3.5, zorder=2)
     ax.grid(False)
-    fig.colorbar(q, ax=ax, fraction=0.046, pad=0.02).set_label(r"$|\nabla_z \cos(z, y)| = \sin\theta / \|z\|$")
+    cbar = fig.colorbar(q, ax=ax, fraction=0.046, pad=0.02)
+    cbar.set_label(r"$|\nabla_z \cos(z, y)| = \sin\theta / \|z\|$")
+    plain_log_ticks(cbar.ax, "y")
     t = np.linspace(0, 2 * np.pi, 400)
     ax.plot(np.cos(t), np.sin(t), color="black", lw=2.2, label="unit circle: all the loss sees")
     for r, ls in ((traj.norm.iloc[0], ":"), (traj.norm.iloc[-1], "--")):
@@ -156,6 +159,8 @@ def figures(fr: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
         ax.loglog(g.norm, g.grad_norm, "o", color=c, ms=4, mfc="none")
     ax.set_xlabel(r"$\|z\|$")
     ax.set_ylabel(r"$|\nabla_z \cos(z, y)|$")
+    plain_log_ticks(ax, "x")
+    plain_log_ticks(ax, "y")
     ax.set_title("(b) Prop. 3.1: gradient size ∝ 1/‖z‖\n(circles: autograd; lines: closed form)")
     ax.legend(fontsize="x-small")
 
@@ -163,7 +168,7 @@ def figures(fr: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
     ax.plot(traj.step, traj.norm, "o", color="tab:red", ms=5, mfc="none", label=r"$\|z_t\|$ (gradient descent)")
     ax.plot(traj.step, traj.norm_cor33, "-", color="tab:red", lw=1.2,
             label=r"Cor. 3.3: $\sqrt{\|z_0\|^2 + \gamma^2 \sum_s \|g_s\|^2}$")
-    ax.set_xlabel("step t")
+    epoch_axis(ax, "step t")
     ax.set_ylabel("embedding norm", color="tab:red")
     ax2 = ax.twinx()
     ax2.plot(traj.step, traj.cos, "--", color="grey", lw=1.2, label=r"$\cos(z_t, y)$ (right axis)")

@@ -48,7 +48,7 @@ from embedding_norms.analysis import (align_human_labels, bucket_statistics, hum
 from embedding_norms.config import METHODS
 from embedding_norms.data import DataError, load_cifar10h, load_cifar10n, load_cifar100n
 from embedding_norms.data.sources import resolve_data_dir
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, plot_effect_by_epoch
+from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, plain_log_ticks, plot_effect_by_epoch, wrap
 from embedding_norms.report import ClaimCheck
 from embedding_norms.runs import VECTORS, embedding_of
 from embedding_norms.stats import correlation_interval, seed_interval
@@ -406,7 +406,7 @@ def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]
 def _effect_figure(be: pd.DataFrame, p: Params) -> plt.Figure:
     """The check's statistic (per-image Spearman rho) against the epoch, one panel per Figure 4
     panel (shown training view, first kNN variant), one line per method and dataset."""
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.0), sharey=True)
     for ax, panel in zip(axes, PANELS):
         sel = be[(be.panel == panel) & ((be.variant == p.knn_variants[0]) if panel == "knn" else True)]
         shown = {ds: "test" if panel == "entropy" else p.views(ds)[0] for ds in p.datasets}
@@ -420,7 +420,9 @@ def _effect_figure(be: pd.DataFrame, p: Params) -> plt.Figure:
         else:
             ax.text(0.5, 0.5, "not drawn (see REPORT.md)", ha="center", va="center", transform=ax.transAxes)
         claimed = "claim: rho < 0" if panel == "entropy" else "claim: rho > 0"
-        ax.set_title(f"{PANELS[panel]} vs norm, per image ({claimed})", fontsize="x-small")
+        ax.set_title(f"{PANELS[panel]} vs norm, per image\n({claimed})", fontsize="small")
+    for ax in axes[1:]:
+        ax.set_ylabel("")  # the y axis is shared: labelled once
     fig.suptitle(f"Figure 4 statistics against training length (vector {p.vector}; Fisher-z mean over seeds, "
                  "95 % CI; the checks use the last epoch)", fontsize="medium")
     fig.tight_layout()
@@ -431,7 +433,7 @@ def _figure(bt: pd.DataFrame, p: Params, variant: str, shown: bool, title: str) 
     """Top row: per bucket, mean over seeds with its 95 % t-interval where every seed fills the bucket
     (>= the panel's minimum count), grey where only some do; bottom row: images per bucket (mean
     over seeds, every bucket). x-range: the buckets that hold images."""
-    fig, axes = plt.subplots(2, 3, figsize=(14.5, 5.6), sharex="col", gridspec_kw={"height_ratios": [3, 1.2]})
+    fig, axes = plt.subplots(2, 3, figsize=(15, 6.2), sharex="col", gridspec_kw={"height_ratios": [3, 1.2]})
     markers = dict(zip(p.datasets, ("o", "s", "^")))
     lines = [(ds, m) for ds in p.datasets for m in p.methods]
     width = 1.0 / p.n_buckets
@@ -460,7 +462,7 @@ def _figure(bt: pd.DataFrame, p: Params, variant: str, shown: bool, title: str) 
                             color=METHOD_COLORS[m],
                             yerr=np.array([[r[1] - r[3].low, r[3].high - r[1]] if r[3].defined else [0, 0]
                                            for r in f]).T,
-                            label=f"{METHOD_LABELS[m]} {DATASET_LABELS[ds]} ({view}, {n_seeds} seeds)")
+                            label=f"{METHOD_LABELS[m]} {DATASET_LABELS[ds]} ({view}, {n_seeds} seed{'s' * (n_seeds != 1)})")
             g_ = [r for r in rows if not r[2] and np.isfinite(r[1])]
             if g_:
                 partly = True
@@ -475,14 +477,15 @@ def _figure(bt: pd.DataFrame, p: Params, variant: str, shown: bool, title: str) 
             ax.set_xlim(min(spans) - width / 2, max(spans) + width / 2)
         else:
             ax.text(0.5, 0.5, "not drawn (see REPORT.md)", ha="center", va="center", transform=ax.transAxes)
-        grey = "; grey: only some seeds" if partly else ""
-        ax.set_title(f"{name}\nmean over seeds, 95 % CI, buckets with >= {minimum} images in every seed{grey}",
-                     fontsize="x-small")
+        grey = "; grey open: only some seeds" if partly else ""
+        ax.set_title(wrap(name, 52) + f"\n(buckets with >= {minimum} images in every seed{grey})", fontsize="small")
         ax.set_ylabel(PANELS[panel])
         axc.set_yscale("log")
-        axc.set_ylabel("images / bucket", fontsize="small")
+        plain_log_ticks(axc, "y")
+        axc.set_ylabel("images / bucket\n(mean over seeds)", fontsize="small")
         axc.set_xlabel("normalised embedding norm (bucket)")
-    fig.suptitle(f"Figure 4 ({title}); CIFAR-10H panel: un-augmented test images", fontsize="medium")
+    fig.suptitle(f"Figure 4 ({title}): per bucket the mean over seeds with its 95 % CI; "
+                 "CIFAR-10H panel: un-augmented test images", fontsize="medium")
     fig.tight_layout()
     return fig
 

@@ -27,8 +27,10 @@ from typing import NamedTuple
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullLocator
 
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, effect_figure, legend_or_note
+from embedding_norms.plotting import (METHOD_LABELS, effect_figure, legend_or_note, method_style, plot_seeds_and_mean,
+                                      seed_lines_entry)
 from embedding_norms.report import ClaimCheck
 from embedding_norms.stats import learning_gate
 from reproduce.artifact import Plan, RunSpec
@@ -120,28 +122,36 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
 
 
 def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
-    """Left: growth of each class since epoch 0 against class size (log x), one line per seed, z solid
-    / p dashed; right: relative class norm at the end against class size."""
+    """Left: growth of each class since epoch 0 against its class size (log x; ticks at the sizes),
+    right: relative class norm at the end; per method and vector the mean over seeds (bold) on top
+    of one thin line per seed (z solid, p dashed). The classes behind a size change with the seed."""
     t = frames[""]
-    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.2))
-    for (m, v, s), g in (t.groupby(["method", "vector", "seed"]) if len(t) else []):
-        g = g.sort_values("train_images")
-        style = dict(ms=3, alpha=0.7, color=METHOD_COLORS[m], label=f"{METHOD_LABELS[m]} {v}" if s == t.seed.min() else None)
-        axes[0].plot(g.train_images, g.growth, "o-" if v == "z" else "s--", **style)
-        axes[1].plot(g.train_images, g.relative_norm, "o-" if v == "z" else "s--", **style)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for (m, v), g in (t.groupby(["method", "vector"], sort=False) if len(t) else []):
+        for ax, col in zip(axes, ("growth", "relative_norm")):
+            plot_seeds_and_mean(ax, g, "train_images", col, f"{METHOD_LABELS[m]} {v}, mean of seeds",
+                                method_style(m, vector=v))
+    sizes = sorted(t.train_images.unique()) if len(t) else []
     for ax, ylab in zip(axes, ("log(class mean norm, end / epoch 0)", "class mean norm / mean over classes (end)")):
         ax.set_xscale("log")
-        ax.set_xlabel("training images of the class")
+        if sizes:
+            ax.set_xticks(sizes, [str(int(n)) for n in sizes], rotation=45)
+            ax.xaxis.set_minor_locator(NullLocator())
+            seed_lines_entry(ax, fontsize="x-small")
+        else:
+            legend_or_note(ax)
+        ax.set_xlabel("training images of the class (class size)")
         ax.set_ylabel(ylab)
-        legend_or_note(ax, fontsize="x-small")
-    fig.suptitle(f"Imbalanced CIFAR-10, class sizes rotating by {p.shift_per_seed} per seed (one line per seed)",
-                 fontsize="small")
+    axes[0].axhline(0, color="black", lw=0.8)
+    axes[1].axhline(1, color="black", lw=0.8)
+    order = "the released order" if not p.shift_per_seed else f"sizes rotating over the classes by {p.shift_per_seed} per seed"
+    fig.suptitle(f"Imbalanced CIFAR-10 ({order}): class norms against class size")
     fig.tight_layout()
     out = {"": fig}
     e = frames.get("growth_by_epoch", pd.DataFrame())
     if len(e):
-        out["effect"] = effect_figure(e, "slope of log growth on log2(class size)",
-                                      "Class-size effect on the norm growth since epoch 0 (probe images)")
+        out["effect"] = effect_figure(e, "slope of log growth per doubling of class size",
+                                      "Class-size effect on norm growth since epoch 0")
     return out
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from embedding_norms.config import METHODS
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, effect_figure, legend_or_note
+from embedding_norms.plotting import (METHOD_COLORS, METHOD_LABELS, effect_figure, epoch_axis, legend_or_note,
+                                      method_style, plot_seeds_and_mean, seed_lines_entry)
 from embedding_norms.report import ClaimCheck
 from reproduce.artifact import Plan, RunSpec
 from reproduce.experiments import base_run, effect_table, final_bn_note, final_bn_values, norm_column, vectors_of
@@ -78,35 +79,46 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
 
 
 def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
-    """Norm curves (mean over seeds, band = seed range) and kNN curves; growth with its interval."""
+    """Top: mean norm of z (solid) and p (dashed) over seeds on a linear axis (band = seed range; the
+    jump in epoch 1 and what follows are both visible), beside the final BatchNorm's ||gamma|| (dotted)
+    where the projector has one; bottom: kNN accuracy, one thin line per seed under the mean. Second
+    figure: growth since epoch 0 with its interval over seeds."""
     long, growth = frames[""], frames["growth"]
     if not len(long):
         return {}
-    fig, axes = plt.subplots(2, len(p.methods), figsize=(4.2 * len(p.methods), 6.5), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(2, len(p.methods), figsize=(4.4 * len(p.methods), 6.8), squeeze=False, sharex="col")
     for j, m in enumerate(p.methods):
+        ax, ax_k = axes[0, j], axes[1, j]
         sub = long[long.method == m]
-        for v, style in (("z", "-"), ("p", "--")):
+        drawn = []
+        for v in vectors_of(m):
             g = sub[sub.vector == v].groupby("epoch").norm_mean
             if len(g.mean()):
-                axes[0, j].plot(g.mean().index, g.mean().values, style, color=METHOD_COLORS[m], label=f"{v} (mean of seeds)")
-                axes[0, j].fill_between(g.min().index, g.min().values, g.max().values, color=METHOD_COLORS[m], alpha=0.15)
-        axes[0, j].set_yscale("log")
-        axes[0, j].set_title(f"{METHOD_LABELS[m]}: mean norm of z (solid) and p (dashed)", fontsize="small")
-        axes[0, j].set_ylabel("mean ||vector|| (band: seed range)")
-        legend_or_note(axes[0, j], fontsize="x-small")
+                ax.plot(g.mean().index, g.mean().values, ms=3, label=f"||{v}||, mean of seeds", **method_style(m, vector=v))
+                ax.fill_between(g.min().index, g.min().values, g.max().values, color=METHOD_COLORS[m], alpha=0.15, lw=0)
+                drawn.append(f"||{v}||")
+        gam = sub[sub.vector == "z"].dropna(subset=["gamma_norm"]) if "gamma_norm" in sub else sub.iloc[:0]
+        if len(gam):
+            gm = gam.groupby("epoch").gamma_norm.mean()
+            ax.plot(gm.index, gm.values, ":", lw=1.6, color=METHOD_COLORS[m], label="||gamma|| of z's final BatchNorm")
+            drawn.append("||gamma||")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{METHOD_LABELS[m]}: " + ", ".join(drawn or ["no finished run"]))
+        ax.set_ylabel("mean norm (band: seed range)")
+        legend_or_note(ax, fontsize="x-small")
         k = sub[sub.vector == "z"].dropna(subset=["knn_acc"])
-        for s, gs in k.groupby("seed"):
-            axes[1, j].plot(gs.epoch, gs.knn_acc, "o-", ms=3, color=METHOD_COLORS[m], alpha=0.6,
-                            label=f"seed {s}")
-        axes[1, j].set_ylabel("kNN accuracy (%)")
-        axes[1, j].set_xlabel("epoch")
-        legend_or_note(axes[1, j], fontsize="x-small")
+        if len(k):
+            plot_seeds_and_mean(ax_k, k, "epoch", "knn_acc", "mean of seeds", method_style(m))
+            seed_lines_entry(ax_k, fontsize="x-small")
+        else:
+            legend_or_note(ax_k)
+        ax_k.set_ylabel("kNN accuracy (%)")
+        epoch_axis(ax_k)
     fig.suptitle("Embedding norms during training on CIFAR-10 (released weight decay)")
     fig.tight_layout()
     out = {"": fig}
     if len(growth):
-        out["effect"] = effect_figure(growth, "log(norm / norm at epoch 0)",
-                                      "Norm growth since initialisation (mean over seeds, 95 % CI)")
+        out["effect"] = effect_figure(growth, "log(norm / norm at epoch 0)", "Norm growth since initialisation")
     return out
 
 

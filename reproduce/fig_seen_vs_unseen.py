@@ -38,11 +38,11 @@ from typing import Any, NamedTuple, Optional
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from embedding_norms.analysis import class_paired_novelty, novelty_auroc
 from embedding_norms.config import METHODS
-from embedding_norms.plotting import METHOD_LABELS, plot_effect_by_epoch
+from embedding_norms.plotting import (METHOD_LABELS, epoch_axis, legend_or_note, method_style, plot_effect_by_epoch,
+                                      wrap)
 from embedding_norms.report import ClaimCheck
 from embedding_norms.runs import VECTORS, embedding_of
 from embedding_norms.stats import combined_interval, learning_gate, seed_interval
@@ -59,7 +59,6 @@ DESIGNS = ("holdout", "cifar100")
 COMPARISONS = {"test vs train": ("train", "test"), "novel vs test": ("test", "novel"), "novel vs train": ("train", "novel")}
 #: comparisons across classes: decided class-paired in design ``holdout``
 NOVEL = ("novel vs test", "novel vs train")
-SET_COLORS = {"train": "#1b9e77", "test": "#7570b3", "novel": "#d95f02"}
 NUM_CLASSES = 10
 
 
@@ -338,32 +337,62 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
     return out
 
 
+#: style index (:data:`embedding_norms.plotting.VARIANT_STYLES`) of each set and comparison in a method's colour
+SET_STYLES = {"test": 1, "novel": 2, "test vs train": 1, "novel vs test": 2, "novel vs train": 3}
+#: quantile levels of the top row
+QUANTILES = np.linspace(0.05, 0.95, 19)
+
+
+def quantile_ratios(images: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, set (test, novel) and quantile level q: the q-quantile of the set's norms divided by
+    the q-quantile of the same run's training-image norms (1 = like the training images; below 1 =
+    smaller norms, the claim's direction). ``images``: rows of ``seed``, ``set``, ``norm``."""
+    rows = []
+    for s, g in images.groupby("seed"):
+        ref = np.quantile(g[g.set == "train"].norm, QUANTILES)
+        for name in ("test", "novel"):
+            n = g[g.set == name].norm
+            if len(n) and len(ref):
+                rows += [{"seed": s, "set": name, "q": 100 * q, "ratio": r}
+                         for q, r in zip(QUANTILES, np.quantile(n, QUANTILES) / ref)]
+    return pd.DataFrame(rows, columns=["seed", "set", "q", "ratio"])
+
+
 def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
-    """Per method: top, ECDF of the norms at the last epoch (all seeds pooled); middle, the AUROC
-    effect against the epoch with its interval over seeds; bottom (``holdout``), the class-paired
-    effects against the epoch with their interval over seed pairs."""
+    """Per method: top, quantile plot of the norms at the last epoch (each quantile of the test and
+    novel images over the same quantile of the training images, mean over seeds, band = seed range);
+    middle, the AUROC effect against the epoch with its interval over seeds; bottom (``holdout``), the
+    class-paired effects against the epoch with their interval over seed pairs."""
     table, images, paired = frames[""], frames["_images"], frames["paired_by_epoch"]
     methods = [m for m in p.methods if len(table) and (table.method == m).any()]
     if not methods:
         return {}
     rows = 3 if len(paired) else 2
-    fig, axes = plt.subplots(rows, len(methods), figsize=(5.0 * len(methods), 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, len(methods), figsize=(5.2 * len(methods), 3.7 * rows), squeeze=False)
     for j, m in enumerate(methods):
-        d = images[images.method == m]
-        if len(d):
-            sns.ecdfplot(data=d, x="norm", hue="set", hue_order=list(SET_COLORS), palette=SET_COLORS, ax=axes[0, j])
-        axes[0, j].set_title(f"{METHOD_LABELS[m]}: norms at the last epoch ({d.seed.nunique()} seeds pooled)",
-                             fontsize="small")
-        axes[0, j].set_xlabel(f"norm of {p.vector}")
-        plot_effect_by_epoch(axes[1, j], table[table.method == m], "comparison", unit="AUROC - 0.5")
+        ax, d = axes[0, j], images[images.method == m]
+        for name, g in quantile_ratios(d).groupby("set", sort=False):
+            by_q = g.groupby("q").ratio
+            st = method_style(m, SET_STYLES[name])
+            ax.plot(by_q.mean().index, by_q.mean().values, ms=3, label=f"{name} images", **st)
+            ax.fill_between(by_q.min().index, by_q.min().values, by_q.max().values, color=st["color"], alpha=0.12, lw=0)
+        ax.axhline(1, color="black", lw=0.8, label="train images (reference)")
+        n = d.seed.nunique()
+        ax.set_title(f"{METHOD_LABELS[m]}: norm quantiles at the last epoch ({n} seed{'s' * (n != 1)})")
+        ax.set_xlabel("quantile level (%)")
+        ax.set_ylabel(wrap(f"quantile of ||{p.vector}|| / same quantile on train images"))
+        legend_or_note(ax, fontsize="x-small")
+        comp_styles = {c: method_style(m, SET_STYLES[c]) for c in COMPARISONS}
+        plot_effect_by_epoch(axes[1, j], table[table.method == m], "comparison", unit="AUROC - 0.5", styles=comp_styles)
         axes[1, j].set_title("per run (novel: across classes)", fontsize="small")
         if rows == 3:
-            plot_effect_by_epoch(axes[2, j], paired[paired.method == m], "comparison", unit="log norm, seen - novel")
+            plot_effect_by_epoch(axes[2, j], paired[paired.method == m], "comparison", unit="log norm, seen - novel",
+                                 styles=comp_styles)
             axes[2, j].set_title("class-paired over seed pairs (like classes)", fontsize="small")
-        for ax in axes[1:, j]:
-            ax.set_xlabel("epoch (= passes over each training image)")
-            ax.legend(fontsize="x-small")
-    fig.suptitle(f"Seen vs unseen ({_regime(p)}); small norm => unseen", fontsize="small")
+        for a in axes[1:, j]:
+            epoch_axis(a, "epoch (= passes over each training image)")
+            a.legend(fontsize="x-small")
+    fig.suptitle(f"Seen vs unseen ({_regime(p)}); small norm => unseen", fontsize="medium")
     fig.tight_layout()
     return {"": fig}
 

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FormatStrFormatter
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from embedding_norms.plotting import class_palette
+from embedding_norms.plotting import class_palette, epoch_axis, plain_log_ticks, wrap
 from embedding_norms.report import ClaimCheck
 from embedding_norms.sim_classes import ImbalanceSetup, imbalance_simulation, loglog_slope
 from embedding_norms.stats import seed_interval
@@ -116,7 +115,7 @@ def figures(fr: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
         ax.plot(g.epoch, g.mean_norm, color=pal[c], lw=2, label=f"weight {w[c]:g} (≈{summ.points_mean[c]:.0f} points)")
         ax.fill_between(g.epoch, g.mean_norm - sd, g.mean_norm + sd, color=pal[c], alpha=0.15)
     ax.axvspan(0, p.epoch, color="grey", alpha=0.08, label=f"released plot window 0–{p.epoch}")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax)
     ax.set_ylabel("mean embedding norm of the class")
     ax.set_title(f"(a) class norms during training (mean ± sd over {p.seeds} seeds)")
     ax.legend(title="class sampling weight", fontsize="small")
@@ -128,12 +127,11 @@ def figures(fr: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
             ax.plot(x, g[col], "o-", color="grey", alpha=alpha, lw=1, ms=3, label="one seed" if s == 0 else None)
         ax.plot(x, per_seed.groupby("class")[col].mean(), "s-", color="black", lw=2, ms=6, label="mean over seeds")
         ax.set_yscale("log")
-        for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
-            axis(FormatStrFormatter("%.3g"))
+        plain_log_ticks(ax, "y")
         ax.set_xticks(x)
         ax.set_xticklabels([f"{v:g}" for v in w])
         ax.set_xlabel("class sampling weight (log scale)")
-        ax.set_ylabel(what + " (log scale)")
+        ax.set_ylabel(wrap(what + " (log scale)", 40))
         ax.legend(fontsize="small")
     axes[1].set_title("(b) class norms, every seed")
     axes[2].set_title("(c) growth since initialisation, every seed")

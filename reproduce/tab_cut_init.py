@@ -35,7 +35,8 @@ import pandas as pd
 
 from embedding_norms.config import METHODS
 from embedding_norms.models import CUT_SCOPES
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, legend_or_note, plot_effect_by_epoch
+from embedding_norms.plotting import (METHOD_COLORS, METHOD_LABELS, epoch_axis, legend_or_note, method_style,
+                                      plot_effect_by_epoch)
 from embedding_norms.report import ClaimCheck
 from embedding_norms.stats import learning_gate
 from reproduce.artifact import Plan, RunSpec
@@ -188,30 +189,33 @@ def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]
     blocks = [(r, d) for r in p.regimes for d in p.datasets if len(long[(long.regime == r) & (long.dataset == d)])]
     if not blocks:
         return {}
-    styles = ("-", "--", ":", "-.", (0, (1, 3)), (0, (5, 1)))
-    fig, axes = plt.subplots(2 * len(blocks), len(p.methods), figsize=(3.6 * len(p.methods), 2.7 * 2 * len(blocks)),
+    fig, axes = plt.subplots(2 * len(blocks), len(p.methods), figsize=(3.8 * len(p.methods), 2.8 * 2 * len(blocks)),
                              squeeze=False)
     for i, (r, d) in enumerate(blocks):
         for j, m in enumerate(p.methods):
             ax, ax_e = axes[2 * i, j], axes[2 * i + 1, j]
             sub = long[(long.regime == r) & (long.dataset == d) & (long.method == m)]
             arms = [(1.0, p.scopes_of(r, m)[0])] + [(c, sc) for sc in p.scopes_of(r, m) for c in p.constants if c != 1.0]
-            for (c, sc), style in zip(arms, styles):
+            styles = {}  # the effect of an arm is drawn in the style of the arm (c = 1: solid)
+            for k, (c, sc) in enumerate(arms):
                 g = sub[(sub.c == c) & (sub.scope == sc)].groupby("epoch").knn_acc
+                styles[f"c={c:g} - c=1, cut {sc}"] = method_style(m, k)
                 if len(g.mean()):
                     name = "c=1" if c == 1.0 else f"c={c:g}, cut {sc}"
-                    ax.plot(g.mean().index, g.mean().values, linestyle=style, marker="o", ms=3, color=METHOD_COLORS[m],
-                            label=name)
-                    ax.fill_between(g.min().index, g.min().values, g.max().values, color=METHOD_COLORS[m], alpha=0.1)
+                    ax.plot(g.mean().index, g.mean().values, ms=3, label=name, **method_style(m, k))
+                    ax.fill_between(g.min().index, g.min().values, g.max().values, color=METHOD_COLORS[m], alpha=0.1, lw=0)
             ax.set_title(f"{METHOD_LABELS[m]}, {d}, {r} regime", fontsize="small")
             ax.set_ylabel("kNN acc. (%)")
+            epoch_axis(ax, "")
             legend_or_note(ax, fontsize="x-small")
             t = table[(table.regime == r) & (table.dataset == d) & (table.method == m)] if len(table) else table
             if len(t):
                 plot_effect_by_epoch(ax_e, t.assign(comparison=[f"c={c:g} - c=1, cut {sc}" for c, sc in zip(t.c, t.scope)]),
-                                     "comparison")
+                                     "comparison", styles=styles)
                 ax_e.set_ylabel("kNN(c) - kNN(1)\n[points, 95 % CI]")
                 ax_e.legend(fontsize="x-small")
+            else:
+                epoch_axis(ax_e)
     fig.suptitle("Cut-initialization: kNN accuracy (band: seed range) and the effect of c (band: 95 % CI over seeds)")
     fig.tight_layout()
     return {"": fig}

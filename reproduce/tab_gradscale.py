@@ -29,7 +29,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from embedding_norms.facts import SPECS
-from embedding_norms.plotting import METHOD_LABELS, legend_or_note, plot_effect_by_epoch
+from embedding_norms.plotting import (METHOD_LABELS, NEUTRAL, epoch_axis, legend_or_note, method_style,
+                                      plot_effect_by_epoch)
 from embedding_norms.report import ClaimCheck
 from embedding_norms.stats import Interval, learning_gate, seed_interval, verdict
 from reproduce.artifact import Plan, RunSpec
@@ -180,27 +181,49 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
             "_runs": per_run}
 
 
+def shown(name: str) -> str:
+    """An arm or comparison name as the figure shows it: the GradScale power spelled ``power`` (``p``
+    names the predictor output), e.g. ``power 1 - power 0 (base lr)``."""
+    return name.replace("p=", "power ")
+
+
 def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
-    """Per method and data: the kNN curve of every arm (mean over seeds) above the effect of
-    GradScale against each reference, with its interval."""
-    long, table = frames[""], frames["effect"]
+    """Per method and data: the absolute kNN curve of every arm (mean over seeds; dotted grey: the
+    arms' mean kNN at epoch 0, the untrained level) above the effect of GradScale against each
+    reference, with its interval. Colour: the method; line style and marker: the arm."""
+    long, table, arms = frames[""], frames["effect"], frames["arms"]
     if not len(table):
         return {}
     panels = table[["dataset", "method", "data"]].drop_duplicates().values.tolist()
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.8 * len(panels), 6.6), squeeze=False)
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.0 * len(panels), 7.0), squeeze=False)
     for j, (d, m, dt) in enumerate(panels):
         ax, ax_e = axes[0, j], axes[1, j]
         sub = long[(long.dataset == d) & (long.method == m) & (long.data == dt)]
-        for i, (name, g) in enumerate(sub.groupby("arm", sort=False)):
-            mean = g.groupby("epoch").knn_acc.mean()
-            ax.plot(mean.index, mean.values, "o-" if "base" in name else "o--", ms=3, color=f"C{i}", label=name)
+        order = [arm(st, pw) for st in p.settings_of(m) for pw in (0.0, *p.powers)]
+        styles = {name: method_style(m, i) for i, name in enumerate(order)}
+        for name in order:
+            mean = sub[sub.arm == name].groupby("epoch").knn_acc.mean()
+            if len(mean):
+                ax.plot(mean.index, mean.values, ms=3, label=shown(name), **styles[name])
+        a = arms[(arms.dataset == d) & (arms.method == m) & (arms.data == dt)] if len(arms) else arms
+        if len(a) and a.knn_epoch0.notna().any():
+            ax.axhline(a.knn_epoch0.mean(), color=NEUTRAL, ls=":", lw=1.2, label="untrained (epoch 0)")
         ax.set_title(f"{METHOD_LABELS[m]}, {d}, {dt}", fontsize="small")
-        ax.set_ylabel("kNN acc. (%), mean over seeds")
+        ax.set_ylabel("kNN accuracy (%), mean over seeds")
+        epoch_axis(ax, "")
         legend_or_note(ax, fontsize="x-small")
-        plot_effect_by_epoch(ax_e, table[(table.dataset == d) & (table.method == m) & (table.data == dt)],
-                             "comparison", unit="kNN points")
+        # a comparison is drawn in the style of its GradScale arm; a second comparison of that arm in a new style
+        eff_styles, used = {}, set()
+        for name, treat, _, _ in comparisons(p, m):
+            new = arm(*treat) not in used
+            eff_styles[shown(name)] = styles[arm(*treat)] if new else method_style(m, len(order) + len(eff_styles) - len(used))
+            used.add(arm(*treat))
+        t = table[(table.dataset == d) & (table.method == m) & (table.data == dt)]
+        t = t.assign(comparison=t.comparison.map(shown), _order=t.comparison.map(shown).map(list(eff_styles).index))
+        plot_effect_by_epoch(ax_e, t.sort_values(["_order", "epoch"]), "comparison", unit="kNN points", styles=eff_styles)
         ax_e.legend(fontsize="x-small")
-    fig.suptitle("GradScale: kNN accuracy of each arm, and kNN(p) - kNN(p=0) with 95 % CI over seeds")
+    fig.suptitle("GradScale (gradient scaled by the norm to a power): kNN accuracy of each arm (top; dotted: untrained "
+                 "level)\nand the difference of GradScale against power 0 (bottom; band: 95 % CI over seeds)")
     fig.tight_layout()
     return {"": fig}
 

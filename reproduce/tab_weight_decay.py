@@ -16,8 +16,10 @@ from typing import NamedTuple
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullLocator
 
-from embedding_norms.plotting import METHOD_COLORS, METHOD_LABELS, plot_effect_by_epoch
+from embedding_norms.plotting import (METHOD_LABELS, method_style, plain_log_ticks, plot_effect_by_epoch,
+                                      plot_seeds_and_mean, seed_lines_entry)
 from embedding_norms.report import ClaimCheck
 from reproduce.artifact import Plan, RunSpec
 from reproduce.experiments import (DEFAULT_WD, effect_table, final_bn_note, final_bn_values, norm_column, spearman,
@@ -95,30 +97,34 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
 
 
 def figures(frames: dict[str, pd.DataFrame], p: Params) -> dict[str, plt.Figure]:
-    """Final mean norm against weight decay per seed (z solid, p dashed); effect vs epoch."""
+    """Mean norm at the last epoch against weight decay (thin: one seed each, bold: mean over seeds;
+    z solid, p dashed); the effect of the largest weight decay against the epoch."""
     long, table = frames[""], frames["effect"]
     if not len(long):
         return {}
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for j, m in enumerate(("simclr", "simsiam")):
+        ax, zero = axes[j], p.sweep(m)[1] / 10  # wd = 0 drawn one decade left of the smallest wd > 0
         sub = long[(long.method == m) & (long.epoch == long[long.method == m].epoch.max())]
-        for v, style in (("z", "o-"), ("p", "s--")):
-            for s, g in sub[sub.vector == v].groupby("seed"):
-                g = g.sort_values("weight_decay")
-                x = np.where(g.weight_decay > 0, g.weight_decay, p.sweep(m)[1] / 10)  # wd = 0 drawn left of the rest
-                axes[j].plot(x, g.mean_norm, style, color=METHOD_COLORS[m], alpha=0.7,
-                             label=f"{v}" if s == sub.seed.min() else None)
-        axes[j].set_xscale("log")
-        axes[j].set_yscale("log")
-        axes[j].set_xlabel("weight decay (wd = 0 drawn at the far left)")
-        axes[j].set_ylabel("mean norm at the last epoch")
-        axes[j].set_title(f"{METHOD_LABELS[m]} (one line per seed)", fontsize="small")
-        axes[j].legend(fontsize="x-small")
+        sub = sub.assign(x=np.where(sub.weight_decay > 0, sub.weight_decay, zero))
+        for v in vectors_of(m):
+            if (sub.vector == v).any():
+                plot_seeds_and_mean(ax, sub[sub.vector == v], "x", "mean_norm", f"||{v}||, mean of seeds",
+                                    method_style(m, vector=v))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plain_log_ticks(ax, "y")
+        ax.set_xticks([zero, *[w for w in p.sweep(m) if w > 0]], ["0", *[f"{w:g}" for w in p.sweep(m) if w > 0]])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("weight decay")
+        ax.set_ylabel("mean norm at the last epoch")
+        ax.set_title(f"{METHOD_LABELS[m]}: norm at the last epoch")
+        seed_lines_entry(ax, fontsize="x-small")
     if len(table):
         plot_effect_by_epoch(axes[2], table.assign(comparison=table.method.map(METHOD_LABELS) + " " + table.vector),
-                             "comparison", unit="log(norm at largest wd / at smallest wd)")
+                             "comparison", unit="log(norm, largest / smallest wd)")
         axes[2].legend(fontsize="x-small")
-        axes[2].set_title("Effect of the largest weight decay", fontsize="small")
+        axes[2].set_title("Effect of the largest weight decay")
     fig.tight_layout()
     return {"": fig}
 
