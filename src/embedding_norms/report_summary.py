@@ -143,13 +143,18 @@ def _limits_lines(results: Sequence[Any], dec: dict[str, ClaimDecision], base: P
     if knn:
         lines.append("- **Did the networks learn?** kNN accuracy, untrained (epoch 0) → end, mean over seeds: " + "; ".join(
             f"{METHOD_NAMES.get(k['method'], k['method'])} {k['start']:.1f} → {k['end']:.1f} % "
-            f"({k['end'] - k['start']:+.1f} points, epoch {k['end_epoch']}, {k['seeds']} seeds)" for k in knn)
+            f"({k['end'] - k['start']:+.1f} points, epoch {k['end_epoch']}, {k['seeds']} seed{'s' if k['seeds'] > 1 else ''})" for k in knn)
             + f" ([{KNN_SOURCE}](#{KNN_SOURCE})). A claim about trained networks is tested only where its runs "
               "gained ≥ 5 kNN points (the learning gate).")
-    untestable = [d for d in dec.values() if d.verdict in ("not testable", "descriptive (1 seed)", "not run")]
-    if untestable:
-        lines.append("- **Not decided at this scale:** " + "; ".join(
-            f"{d.claim} ({d.verdict}{': ' + caveat(d).split(';')[0] if caveat(d) else ''})" for d in untestable) + ".")
+    groups: dict[str, list[str]] = {}
+    for d in dec.values():
+        if d.verdict in ("not testable", "descriptive (1 seed)", "not run"):
+            why = {"not testable": "the runs compared did not learn (learning gate)",
+                   "descriptive (1 seed)": "one training seed, no interval over seeds"}.get(d.verdict, "not built")
+            groups.setdefault(f"{d.verdict} ({why})", []).append(d.claim)
+    if groups:
+        lines.append("- **Not decided at this scale:** " + "; ".join(f"{k}: {', '.join(v)}" for k, v in groups.items())
+                     + ".")
     missing = datasets_not_run(results, profile, data_dir) if profile != "paper" else []
     if missing:
         lines += ["", "| dataset | artifacts (paper profile) | verdict | reason |", "|---|---|---|---|"]
