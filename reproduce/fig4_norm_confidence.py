@@ -380,7 +380,8 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
                          "Spearman rho over images of norm and per-image quantity, per seed; Fisher-z mean")
             out.append(ClaimCheck.from_correlations(
                 claim, check_label(panel, v, ds, m, view, p.vector, control), statistic, vals, side, regime, detail,
-                untestable=untestable))
+                untestable=untestable, method=METHOD_LABELS[m], vector=p.vector, view=view,
+                variant=(f"kNN {v}" if panel == "knn" else "") + (", given epoch 0" if control else "")))
     return out
 
 

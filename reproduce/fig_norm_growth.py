@@ -141,7 +141,7 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
             out.append(ClaimCheck.from_effects(
                 "norm-growth", test + f" (epoch {int(last.epoch.max())})", "log(final / initial mean norm)",
                 last.sort_values("seed").effect.tolist(), "> 0", "base runs (released weight decay)",
-                detail, descriptive=fixed))
+                detail, descriptive=fixed, method=METHOD_LABELS[m], vector=v))
     return out
 
 

@@ -321,9 +321,10 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
             if paired:
                 detail = "other classes on the two sides: shows which classes are held out, see the class-paired check; " + detail
             out.append(ClaimCheck.from_effects("seen-unseen", test + (" (per run, across classes)" if paired else ""),
-                                               "AUROC - 0.5 (score = -norm, positive = unseen)",
+                                               "AUROC (score = -norm, positive = unseen)",
                                                sub["effect"].tolist(), "> 0", _regime(p), detail, interval=iv,
-                                               descriptive=paired, untestable=gate))
+                                               descriptive=paired, untestable=gate, null=0.5,
+                                               method=METHOD_LABELS[m], vector=p.vector, variant=comp))
             if paired:
                 q = pr[(pr.method == m) & (pr.comparison == comp) & (pr.epoch == last)].sort_values("pair") if len(pr) else pr
                 seen = COMPARISONS[comp][0]

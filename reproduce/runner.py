@@ -36,6 +36,7 @@ from embedding_norms.provenance import (ARTIFACT_CODE_ENV, PACKAGE_DIR, MixedChe
                                         describe_code, enclosing_checkout)
 from embedding_norms.report import environment, load_results, render_report, runs_usability, write_result
 from embedding_norms.runs import RunStore, is_locked
+from embedding_norms.summary_figure import draw_summary
 from embedding_norms.speed import hours_line
 from embedding_norms.train import resolve_device
 
@@ -404,7 +405,8 @@ def _build_all(artifacts: list[Artifact], planned: dict[str, Planned], store: Ru
 
 def _write_report(args, whole_paper: bool, registry, needed: dict[str, RunSpec], store: RunStore, out: OutputDirs,
                   timing: dict[str, float]) -> None:
-    """``results/_runs.json`` (for the whole paper: what its runs cost) and REPORT.md."""
+    """``results/_runs.json`` (for the whole paper: what its runs cost), the summary figure
+    (``figures/summary.png``, :func:`embedding_norms.summary_figure.draw_summary`) and REPORT.md."""
     if whole_paper:
         done = [store.status(s.cfg) for s in needed.values()]
         write_json(out.results / "_runs.json", {
@@ -414,8 +416,10 @@ def _write_report(args, whole_paper: bool, registry, needed: dict[str, RunSpec],
             "last_call": {"total_s": round(timing["total"], 1), "training_s": round(timing["training"], 1),
                           "building_s": round(timing["building"], 1)}})
     env = {**environment(), "code": describe_code(code_origins())}
-    render_report(load_results(out.results), args.profile, out.report, env=env, timing=timing, order=list(registry),
-                  runs_summary=_read_json(out.results / "_runs.json"))
+    results = [r for r in load_results(out.results) if r.profile == args.profile]
+    draw_summary(results, out.figures / "summary", args.profile)  # figures/summary.png, linked at the top of REPORT.md
+    render_report(results, args.profile, out.report, env=env, timing=timing, order=list(registry),
+                  runs_summary=_read_json(out.results / "_runs.json"), data_dir=args.data_dir)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -147,14 +147,14 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
                                                "log(norm(largest wd) / norm(smallest wd))", last.effect.tolist(), "< 0",
                                                f"sweep {sweep}", f"ratio {np.exp(last.effect.mean()):.3g}x"
                                                + ("; ||z|| follows the final BatchNorm's gamma (descriptive)" if fixed else ""),
-                                               descriptive=fixed))
+                                               descriptive=fixed, method=METHOD_LABELS[m], vector=v))
             ls = long[(long.method == m) & (long.vector == v)]
             ls = ls[ls.epoch == ls.epoch.max()]
             rhos = [spearman(g.weight_decay, g.mean_norm) for _, g in ls.groupby("seed")] if len(p.sweep(m)) >= 3 else []
             if rhos:
                 out.append(ClaimCheck.from_correlations("weight-decay", f"{METHOD_LABELS[m]}, {v}: norm falls along "
                                                         "the sweep", "Spearman rho(wd, mean norm)", rhos, "< 0",
-                                                        f"sweep {sweep}"))
+                                                        f"sweep {sweep}", method=METHOD_LABELS[m], vector=v))
     return out
 
 

@@ -86,6 +86,11 @@ def test_smoke_build_all_then_cached(tmp_path, data_dir):
     assert "## Summary: every claim of the paper" in report and "Profile:** `smoke`" in report
     for name in ARTIFACT_MODULES:
         assert f'<a id="{name}"></a>' in report
+    # issue 22: the answer first, the summary figure drawn and linked, short check labels
+    assert (o / "figures" / "summary.png").is_file() and "figures/summary.png" in "\n".join(report.splitlines()[:10])
+    assert "## The answer" in "\n".join(report.splitlines()[:12])
+    long = [(r.name, c.test) for r in results.values() for c in r.checks if len(c.test) > 120]
+    assert not long, long
     assert not list(o.rglob("*.tmp*")) and not list((tmp_path / "runs").rglob("*.tmp*"))
     # second call: everything reused
     t1 = time.time()

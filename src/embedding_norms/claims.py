@@ -38,6 +38,45 @@ CLAIMS: dict[str, str] = {
 }
 
 
+class ClaimSummary(NamedTuple):
+    """A claim in one line for REPORT.md's opening table (issue 22).
+
+    Attributes:
+        short: the claim in a few words.
+        evidence: where the paper shows it (section / figure; cf. the artifacts' ``PAPER_REF``).
+        caveat: what changes the meaning of its verdict at any scale ('' when nothing does).
+    """
+
+    short: str
+    evidence: str
+    caveat: str = ""
+
+
+#: claim id -> its one-line form (same keys as :data:`CLAIMS`).
+CLAIM_SUMMARY: dict[str, ClaimSummary] = {
+    "prop3.1": ClaimSummary("The gradient of a normalised loss is orthogonal to z, of size sin θ / ‖z‖",
+                            "Prop. 3.1 (Sec. 3)"),
+    "cor3.3": ClaimSummary("A gradient step grows the norm: ‖z − γg‖² = ‖z‖² + γ²‖g‖²", "Cor. 3.3 (Sec. 3)"),
+    "conv-norm": ClaimSummary("Steps to align a positive pair grow about quadratically with ‖z‖",
+                              "Sec. 3, simulation (a)", "simulation: no network"),
+    "conv-angle": ClaimSummary("Steps to align a positive pair grow as its angle nears π", "Sec. 3, simulation (a)",
+                               "simulation: no network"),
+    "sim-imbalance": ClaimSummary("Simulation: frequent classes get larger norms", "Sec. 3, simulation (b)",
+                                  "tested as each class's growth over its own initial norm"),
+    "sim-density": ClaimSummary("Simulation: points in dense regions get larger norms", "Sec. 3, simulation (c)",
+                                "ρ < 0 already before training: tested what training adds"),
+    "norm-growth": ClaimSummary("Embedding norms grow during SSL training", "Sec. 4"),
+    "weight-decay": ClaimSummary("Larger weight decay gives smaller norms", "weight-decay ablation (released notebook)"),
+    "cut-init": ClaimSummary("Cut-initialization (initial weights / c) speeds up training", "Sec. 4.1"),
+    "gradscale": ClaimSummary("GradScale speeds up training, most on imbalanced data", "Sec. 4.2"),
+    "gradscale-limit": ClaimSummary("GradScale p = 1 does not converge for SimSiam / BYOL", "Sec. 4.2 (limitation)"),
+    "imbalance-norms": ClaimSummary("Classes with more training images get larger norms", "Sec. 3.3 / 4.2"),
+    "seen-unseen": ClaimSummary("Training images > unseen images > novel classes, in norm", "Sec. 5 (next to Fig. 4)"),
+    "norm-knn": ClaimSummary("kNN accuracy rises with the norm", "Fig. 4"),
+    "norm-human": ClaimSummary("Human confidence (CIFAR-10N/-10H) rises with the norm", "Fig. 4",
+                               "the trend exists at epoch 0: tested given the epoch-0 norm"),
+}
+
 #: Claims checked by closed forms (exact, no seeds): outside the Holm family.
 EXACT_CLAIMS = ("prop3.1", "cor3.3")
 

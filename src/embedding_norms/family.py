@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from .claims import CLAIMS, EXACT_CLAIMS, PRIMARY, is_primary
+from .report_text import cell as _cell
+from .report_text import claimed_text, margin_text, tags, value_text
 from .stats import DECIDED, FAMILY_ALPHA, VERDICTS, holm
 
 #: Verdicts of a primary check that leave its claim undecided whatever the correction.
@@ -145,17 +147,14 @@ def count_verdicts(verdicts: Sequence[str]) -> str:
     return ", ".join(f"{sum(v == k for v in verdicts)} {k}" for k in VERDICTS if k in verdicts) or "none"
 
 
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def summary_lines(results: Sequence[Any], effect_text, alpha: float = FAMILY_ALPHA) -> list[str]:
-    """REPORT.md's summary: the counts, one row per claim (its verdict after Holm's correction, with
-    the primary check's p-values), then one row per check (primary or supporting), then the legend.
+def summary_lines(results: Sequence[Any], alpha: float = FAMILY_ALPHA) -> list[str]:
+    """REPORT.md's full per-check table: the counts, one row per claim (its verdict after Holm's
+    correction, with the primary check's p-values), then one row per check (primary or supporting:
+    what it compares, verdict, statistic with interval, claimed value, margin, seeds, p, regime),
+    then the legend.
 
     Args:
         results: ArtifactResult-like objects (``name``, ``checks``).
-        effect_text: ``check -> "mean [low, high]"`` (from :mod:`embedding_norms.report`).
     """
     dec = decide_claims(results, alpha)
     checks = [c for r in results for c in r.checks]
@@ -165,8 +164,8 @@ def summary_lines(results: Sequence[Any], effect_text, alpha: float = FAMILY_ALP
              f"**{count_verdicts([d.verdict for d in fam])}**; closed-form claims: "
              f"{count_verdicts([d.verdict for d in dec.values() if not d.in_family])}. Checks (each at 95 %, "
              f"uncorrected): {count_verdicts([c.verdict for c in checks])}.", "",
-             "| claim / check | verdict | effect [95 % interval] | claimed side | seeds | p (Holm-adjusted) | regime |",
-             "|---|---|---|---|---|---|---|"]
+             "| claim / check | method | vector | view | variant | verdict | value [95 %] | claimed | margin | seeds "
+             "| p (Holm-adjusted) | regime |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for cid, text in CLAIMS.items():
         d = dec[cid]
         own = [(r.name, c) for r in results for c in r.checks if c.claim == cid]
@@ -174,13 +173,14 @@ def summary_lines(results: Sequence[Any], effect_text, alpha: float = FAMILY_ALP
         p = (f"{d.p_value:.2g} ({d.p_holm:.2g})" if d.p_value is not None else "") if d.in_family else "exact"
         why = f"; {d.note}" if d.note else ""
         lines.append(f"| **{cid}**: {_cell(text)} ({', '.join(f'[{a}](#{a})' for a in arts) or 'no artifact built'}) "
-                     f"| **{d.verdict}**{_cell(why)} | | | | {p} | |")
+                     f"| | | | | **{d.verdict}**{_cell(why)} | | | | | {p} | |")
         for name, c in own:
             role = "**primary**" if d.check is c else "supporting"
             if c.descriptive:
                 role += ", descriptive"
-            lines.append(f"| &nbsp;&nbsp;[{role}] {_cell(c.test)} ({_cell(c.statistic)}) | {_cell(verdict_text(c))} | "
-                         f"{_cell(effect_text(c))} | {_cell(c.direction)} | "
+            lines.append(f"| &nbsp;&nbsp;[{role}] {_cell(c.test)} ({_cell(c.statistic)}) | "
+                         + " | ".join(_cell(t) for t in tags(c)) + f" | {_cell(verdict_text(c))} | "
+                         f"{_cell(value_text(c))} | {_cell(claimed_text(c))} | {margin_text(c)} | "
                          f"{c.n_seeds if c.n_seeds is not None else 'exact'} | "
                          f"{'' if c.p_value is None else f'{c.p_value:.2g}'} | {_cell(c.regime)} |")
     lines += ["", f"**How to read the verdicts.** Each claim is decided by its *primary* check alone, declared "

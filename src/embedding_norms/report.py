@@ -11,19 +11,20 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
-import subprocess
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from .claims import CLAIMS, is_primary
 from .family import summary_lines, verdict_text
-from .stats import VERDICTS, Interval, correlation_interval, detectable_effect, seed_interval, seeds_to_decide
-from .stats import verdict as stat_verdict
 from .io import write_json, write_text
-from .speed import cpu_model
+from .report_header import environment, runs_usability, standin_datasets, usability_line  # noqa: F401 (re-exported)
+from .report_summary import CODE_URL, PAPER_URL, top_lines
+from .report_text import cell as _cell
+from .report_text import claimed_text, effect_text, margin_text, tags, value_text
+from .stats import VERDICTS, Interval, correlation_interval, detectable_effect, interval_margin, seed_interval
+from .stats import seeds_to_decide
+from .stats import verdict as stat_verdict
 
 
 @dataclass
@@ -60,6 +61,14 @@ class ClaimCheck:
             in the statistic's unit (None without an interval).
         seeds_needed: seeds that would decide the observed mean at the observed spread
             (:func:`embedding_norms.stats.seeds_to_decide`; None when not computable).
+        method, vector, view, variant: what the check compares, as REPORT.md columns ('' when the
+            check does not carry it), e.g. ``SimCLR``, ``z``, ``augmented``, ``kNN self-vote``.
+        null: the statistic's value under "no effect" (effect = statistic - null; e.g. 0.5 for an
+            AUROC); REPORT.md shows ``effect + null``, the statistic itself.
+        gate: why the check is not testable (the learning gate's reason), or ''.
+        margin: distance of the interval's nearer bound from the null in half-widths, positive on
+            the claimed side (:func:`embedding_norms.stats.interval_margin`; set here, None without
+            an interval).
     """
 
     claim: str
@@ -80,6 +89,13 @@ class ClaimCheck:
     p_value: Optional[float] = None
     detectable: Optional[float] = None
     seeds_needed: Optional[int] = None
+    method: str = ""
+    vector: str = ""
+    view: str = ""
+    variant: str = ""
+    null: float = 0.0
+    gate: str = ""
+    margin: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.claim not in CLAIMS:
@@ -92,18 +108,20 @@ class ClaimCheck:
         self.p_value, self.detectable = _finite_or_none(self.p_value), _finite_or_none(self.detectable)
         if self.effect is None and self.verdict != "not run":
             self.verdict = "not run"
+        self.margin = interval_margin(self.ci_low, self.ci_high, self.direction) if self.n_seeds else None
 
     @classmethod
     def from_effects(cls, claim: str, test: str, statistic: str, per_seed, direction: str = "> 0",
                      regime: str = "", detail: str = "", interval: Optional[Interval] = None,
-                     descriptive: bool = False, untestable: Optional[str] = None) -> "ClaimCheck":
+                     descriptive: bool = False, untestable: Optional[str] = None, **labels: Any) -> "ClaimCheck":
         """A seeded check from per-seed effects (t-interval over seeds, or ``interval`` when given,
         e.g. :func:`embedding_norms.stats.combined_interval` for per-image statistics); with its
         p-value, detectable effect and the seeds that would decide it.
 
         ``untestable``: the reason of :func:`embedding_norms.stats.learning_gate` when the runs
         compared did not learn; the verdict is then "not testable" (effect and interval are still
-        shown) and the reason leads the detail."""
+        shown) and the reason leads the detail. ``labels``: ``method``, ``vector``, ``view``,
+        ``variant`` and ``null`` (fields of the check)."""
         values = [None if v is None else float(v) for v in per_seed]
         iv = interval if interval is not None else seed_interval([v for v in values if v is not None])
         v = stat_verdict(iv, direction)
@@ -111,15 +129,16 @@ class ClaimCheck:
             v, detail = "not testable", f"{untestable}; {detail}" if detail else untestable
         return cls(claim, test, statistic, iv.mean, direction, v,
                    iv.low, iv.high, iv.n, values, regime, detail, iv.method, descriptive,
-                   p_value=iv.p_value, detectable=detectable_effect(iv), seeds_needed=seeds_to_decide(iv))
+                   p_value=iv.p_value, detectable=detectable_effect(iv), seeds_needed=seeds_to_decide(iv),
+                   gate=untestable if v == "not testable" else "", **labels)
 
     @classmethod
     def from_correlations(cls, claim: str, test: str, statistic: str, rhos, direction: str = "> 0",
                           regime: str = "", detail: str = "", null: float = 0.0,
-                          descriptive: bool = False, untestable: Optional[str] = None) -> "ClaimCheck":
+                          descriptive: bool = False, untestable: Optional[str] = None, **labels: Any) -> "ClaimCheck":
         """A seeded check of one correlation per seed (Spearman or Pearson), effect ``rho - null``,
         with its interval on Fisher's z scale (:func:`embedding_norms.stats.correlation_interval`:
-        inside [-1, 1]). ``per_seed`` holds ``rho_i - null``.
+        inside [-1, 1]). ``per_seed`` holds ``rho_i - null``; ``labels`` as in :meth:`from_effects`.
 
         Raises:
             ValueError: a correlation outside [-1, 1] or ``null`` outside (-1, 1).
@@ -127,14 +146,14 @@ class ClaimCheck:
         values = [None if v is None else float(v) for v in rhos]
         iv = correlation_interval([v for v in values if v is not None], null)
         return cls.from_effects(claim, test, statistic, [None if v is None else v - null for v in values], direction,
-                                regime, detail, iv, descriptive, untestable)
+                                regime, detail, iv, descriptive, untestable, null=null, **labels)
 
     @classmethod
     def exact(cls, claim: str, test: str, statistic: str, value: Optional[float], threshold: str, ok: Optional[bool],
-              regime: str = "closed form", detail: str = "") -> "ClaimCheck":
+              regime: str = "closed form", detail: str = "", **labels: Any) -> "ClaimCheck":
         """A deterministic check (closed form, no seeds): holds when ``ok``, contradicted when not."""
         v = "not run" if ok is None or value is None else ("holds" if ok else "contradicted")
-        return cls(claim, test, statistic, value, threshold, v, None, None, None, [], regime, detail, "exact")
+        return cls(claim, test, statistic, value, threshold, v, None, None, None, [], regime, detail, "exact", **labels)
 
 
 def _finite_or_none(v: Any) -> Optional[float]:
@@ -215,6 +234,8 @@ def _profile_of(path: Path) -> str:
     return m.group(1) if m else ""
 
 
+#: The one-page summary figure (``reproduce.runner`` draws it), relative to the output root.
+SUMMARY_FIGURE = "figures/summary.png"
 #: Tables longer than this are linked from REPORT.md instead of inlined.
 MAX_TABLE_ROWS = 40
 
@@ -232,57 +253,6 @@ def claim_verdict(checks: list[ClaimCheck]) -> str:
     return ", ".join(f"{evaluated.count(k)} {k}" for k in kinds)
 
 
-def effect_text(c: ClaimCheck) -> str:
-    """``mean [low, high]`` of a check (or the exact value and its tolerance)."""
-    if c.effect is None:
-        return "n/a"
-    if c.n_seeds is None:
-        return f"{_fmt(c.effect)} ({c.direction})"
-    if c.ci_low is None or c.ci_high is None:
-        return f"{_fmt(c.effect)} (no interval)"
-    return f"{_fmt(c.effect)} [{_fmt(c.ci_low)}, {_fmt(c.ci_high)}]"
-
-
-def environment() -> dict[str, str]:
-    """Git commit, date, host, CPU/GPU and library versions (for REPORT.md)."""
-    import torch
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                                  cwd=Path(__file__).resolve().parents[2]).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return "unknown"
-
-    # changes to the code and configs only: the outputs this very call rewrites do not count
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures",
-                ":(exclude)tables", ":(exclude)results", ":(exclude)REPORT.md", ":(exclude)outputs")
-    cpu = cpu_model()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return {
-        "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + (" (with uncommitted changes to the code)" if dirty else ""),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "host": platform.node(),
-        "cpu": f"{cpu}, {os.cpu_count()} cores",
-        "gpu": gpu,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def _cell(text: Any) -> str:
-    """Text safe inside a Markdown table cell (``|`` escaped, no newlines)."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _rel(path: str, base: Path) -> str:
     try:
         return os.path.relpath(path, base)
@@ -290,62 +260,19 @@ def _rel(path: str, base: Path) -> str:
         return path
 
 
-def standin_datasets(results: list[ArtifactResult]) -> dict[str, list[str]]:
-    """Datasets replaced by generated stand-ins in the runs of ``results`` -> the artifacts using them.
-
-    A run row counts as stand-in when it has ``standin: true`` or its ``quirks`` mention
-    ``standin data`` (the row written by ``reproduce.common``'s ``describe``).
-    """
-    found: dict[str, set[str]] = {}
-    for r in results:
-        for row in r.runs:
-            if row.get("standin") or "standin data" in str(row.get("quirks", "")):
-                ds = str(row.get("dataset", "?")).split(" ")[0]
-                found.setdefault(ds, set()).add(r.name)
-    return {ds: sorted(arts) for ds, arts in sorted(found.items())}
-
-
-def runs_usability(results: list[ArtifactResult]) -> dict[str, Any]:
-    """The distinct runs (by config hash) that the artifacts of ``results`` used, and which are usable.
-
-    Returns:
-        ``runs`` (count), ``usable`` (count of runs that finished training with intact files:
-        ``done``, ``collapsed``, ``diverged``), ``damaged`` (list of {name, problems, fix}) and
-        ``unusable`` ({state: count} of the other runs, e.g. failed or pending). Runs skipped at
-        planning (no config) are not counted.
-    """
-    rows = {run["hash"]: run for r in results for run in r.runs if run.get("hash")}
-    states = {h: str(run.get("status", "")).split(" ")[0] for h, run in rows.items()}
-    damaged = [{"name": rows[h].get("name", h), "problems": rows[h].get("problems", []), "fix": rows[h].get("fix", "")}
-               for h, st in states.items() if st == "damaged"]
-    other: dict[str, int] = {}
-    for st in states.values():
-        if st not in ("done", "collapsed", "diverged", "damaged"):
-            other[st] = other.get(st, 0) + 1
-    usable = sum(st in ("done", "collapsed", "diverged") for st in states.values())
-    return {"runs": len(rows), "usable": usable, "damaged": sorted(damaged, key=lambda d: d["name"]), "unusable": other}
-
-
-def _usability_line(u: dict[str, Any]) -> str:
-    """Header line of :func:`runs_usability` ("29 of 30 usable, 1 damaged: <run> (...), fix: ...")."""
-    if u["usable"] == u["runs"]:
-        return f"- **Runs used:** all {u['runs']} usable (finished, files intact)"
-    parts = [f"{len(u['damaged'])} damaged: " + "; ".join(
-        f"`{d['name']}` ({', '.join(d['problems'])}), fix: {d['fix']}" for d in u["damaged"])] if u["damaged"] else []
-    parts += [f"{n} {st}" for st, n in sorted(u["unusable"].items())]
-    return (f"- **Runs used: {u['usable']} of {u['runs']} usable**, {', '.join(parts)}; the checks that lost seeds "
-            "to them say so")
-
-
 def render_report(results: list[ArtifactResult], profile: str, report_path: str | os.PathLike,
                   env: Optional[dict[str, str]] = None, timing: Optional[dict[str, float]] = None,
-                  order: Optional[list[str]] = None, runs_summary: Optional[dict[str, Any]] = None) -> str:
+                  order: Optional[list[str]] = None, runs_summary: Optional[dict[str, Any]] = None,
+                  data_dir: Optional[str] = None) -> str:
     """Write REPORT.md from the artifacts' results and return its text.
 
-    Layout: header (profile, commit, date, hardware), summary table (every claim of the paper
-    x verdict of its checks, with the artifacts that test it), then one section per artifact
-    (paper figure/table, images, tables, claim checks with numbers, runs used, quirk options,
-    what was skipped and why), in the order of ``order`` (artifact names) when given.
+    Layout: a compact header (profile, commit, date, links), the answer first
+    (:func:`embedding_norms.report_summary.top_lines`: one row per claim, the closed-form sanity
+    checks, what the profile can and cannot show, the datasets not run), the build details
+    (hardware, code, runs), the full per-check table, then one section per artifact (paper
+    figure/table, images, tables, claim checks with numbers, runs used, quirk options, what was
+    skipped and why), in the order of ``order`` (artifact names) when given. ``data_dir``: the data
+    folder, to say why a dataset of the paper was not run (None: ``$EMBEDDING_NORMS_DATA``).
     """
     report_path = Path(report_path)
     base = report_path.parent
@@ -354,17 +281,22 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
     if order:  # registry order; unknown names last
         rank = {name: i for i, name in enumerate(order)}
         results.sort(key=lambda r: (rank.get(r.name, len(rank)), r.name))
+    figure = SUMMARY_FIGURE if (base / SUMMARY_FIGURE).is_file() else None
     lines = [
         "# REPORT: On the Importance of Embedding Norms in Self-Supervised Learning — reproduction",
         "",
-        "Generated by `python -m reproduce` from `results/*.json`; do not edit by hand.",
+        f"Profile **`{profile}`**" + (" (reduced scale: the *direction* of each claim, not the paper's values)"
+                                      if profile != "paper" else "")
+        + f" · commit {env.get('commit')} · {env.get('date')} · paper [arXiv 2502.09252]({PAPER_URL}) · released "
+          f"code [SSLEmbeddingNorms]({CODE_URL}) · generated by `python -m reproduce`; do not edit by hand.",
         "",
-        f"- **Profile:** `{profile}`" + ("  (reduced scale: read the numbers as a check of the *direction* of "
-                                          "each claim, not of the paper's values)" if profile != "paper" else ""),
-        f"- **Commit:** {env.get('commit')}  **Date:** {env.get('date')}",
-        f"- **Hardware:** {env.get('cpu')}; GPU: {env.get('gpu')}; host {env.get('host')}; "
-        f"Python {env.get('python')}, torch {env.get('torch')}",
     ]
+    if figure:
+        lines += [f"![Every empirical check: effect / interval half-width, by claim]({figure})", ""]
+    lines += top_lines(results, base, profile, data_dir, figure)
+    lines += ["## Build", "",
+              f"- **Hardware:** {env.get('cpu')}; GPU: {env.get('gpu')}; host {env.get('host')}; "
+              f"Python {env.get('python')}, torch {env.get('torch')}"]
     if env.get("code"):  # library and artifact code: the checkout (path, commit) each was read from
         lines.append(f"- **Code:** {env['code']}")
     stale = {run.get("hash") for r in results for run in r.runs if run.get("stale")}
@@ -383,15 +315,17 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
                      f"(sum of the runs' own times, `results/_runs.json`)")
     usability = runs_usability(results)
     if usability["runs"]:
-        lines.append(_usability_line(usability))
+        lines.append(usability_line(usability))
     if timing:
         lines.append(f"- **Wall time of the call that wrote this report:** {timing.get('total', 0):.0f} s "
                      f"(training {timing.get('training', 0):.0f} s, building {timing.get('building', 0):.0f} s)")
     lines += ["", "## Summary: every claim of the paper", "",
               "One row per claim (its verdict: that of its primary check, after Holm's correction), then one row per "
-              "check: primary or supporting, verdict, mean effect over seeds with its 95 % interval, seeds, p-value and "
+              "check: primary or supporting, what it compares (method, vector, view, variant), verdict, the statistic "
+              "with its 95 % interval and the value the claim predicts, the margin (distance of the interval's nearer "
+              "bound from that value, in half-widths: > 0 on the claimed side, near 0 fragile), seeds, p-value and "
               "the regime (design / phase of training) it tests.", ""]
-    lines += summary_lines(results, effect_text)
+    lines += summary_lines(results)
 
     lines += ["## Artifacts", "", "| artifact | paper | status | time (s) |", "|---|---|---|---|"]
     for r in results:
@@ -417,14 +351,15 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
                     lines += [f"Table [`{_rel(str(base / tab), base)}`]({_rel(str(base / tab), base)}) "
                               f"({text.count(chr(10)) - 1} rows; also as CSV and LaTeX).", ""]
         if r.checks:
-            lines += ["| claim | test | statistic | regime | effect [95 % interval] | seeds | verdict |",
-                      "|---|---|---|---|---|---|---|"]
+            lines += ["| claim | check | method | vector | view | variant | statistic | value [95 %] | claimed | margin "
+                      "| seeds | verdict | regime; detail |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
             for c in r.checks:
-                test = c.test + (f" ({c.detail})" if c.detail else "")
                 mark = verdict_text(c) if c.verdict == "holds" else f"**{c.verdict}**" + verdict_text(c)[len(c.verdict):]
-                test = ("**[primary]** " if is_primary(r.name, c) else "") + test
-                lines.append(f"| {c.claim} | {_cell(test)} | {_cell(c.statistic)} | {_cell(c.regime)} | "
-                             f"{_cell(effect_text(c))} | {c.n_seeds if c.n_seeds is not None else 'exact'} | {mark} |")
+                test = ("**[primary]** " if is_primary(r.name, c) else "") + c.test
+                lines.append(f"| {c.claim} | {_cell(test)} | " + " | ".join(_cell(t) for t in tags(c))
+                             + f" | {_cell(c.statistic)} | {_cell(value_text(c))} | {_cell(claimed_text(c))} | "
+                             f"{margin_text(c)} | {c.n_seeds if c.n_seeds is not None else 'exact'} | {mark} | "
+                             f"{_cell('; '.join(x for x in (c.regime, c.detail) if x))} |")
             lines.append("")
         if r.numbers:
             text = json.dumps(r.numbers, indent=1, default=str)

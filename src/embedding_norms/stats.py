@@ -333,3 +333,29 @@ def verdict(interval: Optional[Interval], direction: Direction = "> 0") -> str:
     if hi < 0:
         return "contradicted"
     return "inconclusive"
+
+
+def interval_margin(low: Optional[float], high: Optional[float], direction: str) -> Optional[float]:
+    """How far an interval lies from its null, in units of its half-width (issue 21, item 6).
+
+    The distance of the interval's bound nearer the null from the null, divided by the half-width
+    ``(high - low) / 2``, signed positive on the claimed side: > 0 when the whole interval lies on
+    the claimed side (the check holds), < 0 when the null is inside the interval or beyond it. A
+    margin of 0.1 is a fragile verdict; for a symmetric interval it equals ``|mean - null| / half - 1``
+    on the claimed side (a t-like distance minus one).
+
+    Args:
+        low, high: the interval (None without one).
+        direction: the claimed side: ``"> 0"``, ``"< 0"``, or a threshold ``"> t"`` / ``"< t"``
+            (e.g. ``"< -5"``); any other text (an exact check's tolerance) gives None.
+
+    Returns:
+        the signed margin, or None without a finite interval of positive width or a parsable direction.
+    """
+    import re
+
+    m = re.fullmatch(r"\s*([<>])\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*", direction or "")
+    if m is None or low is None or high is None or not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return None
+    null, half = float(m.group(2)), (high - low) / 2
+    return (low - null) / half if m.group(1) == ">" else (null - high) / half
