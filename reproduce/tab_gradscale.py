@@ -22,6 +22,8 @@ reduced profiles as many optimizer steps as a balanced base run (``experiments.i
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -258,7 +260,8 @@ def limitation_verdict(effects: Sequence[float], margin: float = LIMIT_MARGIN) -
     effects. Diverged or collapsed runs enter at chance accuracy, far below a p = 0 arm that learned.
 
     Returns:
-        (the interval of the effects, not shifted; the verdict).
+        (the interval of the effects, not shifted, with the p-value of "effect = -margin" for Holm;
+        the verdict).
 
     Raises:
         ValueError: ``margin < 0``.
@@ -266,8 +269,8 @@ def limitation_verdict(effects: Sequence[float], margin: float = LIMIT_MARGIN) -
     if margin < 0:
         raise ValueError(f"margin must be >= 0 points, got {margin}")
     iv = seed_interval(list(effects))
-    shifted = Interval(iv.mean + margin, iv.low + margin, iv.high + margin, iv.n, iv.level, iv.method)
-    return iv, verdict(shifted, "< 0")
+    shifted = seed_interval([e + margin for e in effects if e is not None])   # its p-value tests "-margin"
+    return dataclasses.replace(iv, p_value=shifted.p_value), verdict(shifted, "< 0")
 
 
 def _pairs(per_run: pd.DataFrame, d: str, m: str, dt: str, treat: tuple, control: tuple) -> pd.DataFrame:
@@ -322,7 +325,8 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
                 v = "not testable"
             out.append(ClaimCheck(claim, test, "kNN(p) - kNN(p=0) at the last epoch [points]", iv.mean,
                                   f"< -{p.limit_margin:g}", v, iv.low, iv.high, iv.n, eff.tolist(), regime,
-                                  "; ".join(x for x in (why, rule, detail) if x), iv.method, not decides))
+                                  "; ".join(x for x in (why, rule, detail) if x), iv.method, not decides,
+                                  p_value=iv.p_value))
     for (d, dt, name), (g_imb, why_imb) in gains.items():
         if dt != "imbalanced" or (d, "balanced", name) not in gains:
             continue

@@ -26,7 +26,7 @@ def check(claim, test, p, effect=1.0, direction="> 0", verdict=None, regime="", 
 
 
 GROWTH = "SimCLR: norm of z at the last epoch above its initial norm (epoch 12)"
-CUT = "SimCLR cifar10: c=3 above c=1 (mean over epochs 1, 2, 4)"
+CUT = "SimCLR cifar10, whole regime, cut all: c=3 above c=1"
 
 
 def results(*checks_by_artifact):
@@ -51,7 +51,8 @@ def test_primary_matching_uses_artifact_test_and_regime():
     assert not is_primary("fig_norm_growth", check("norm-growth", GROWTH.replace("SimCLR", "BYOL"), 0.01))
     assert not is_primary("tab_cut_init", check("norm-growth", GROWTH, 0.01))      # wrong artifact
     assert is_primary("tab_cut_init", check("cut-init", CUT, 0.01, regime="whole schedule (x)"))
-    assert not is_primary("tab_cut_init", check("cut-init", CUT, 0.01, regime="early phase (x)"))
+    assert not is_primary("tab_cut_init", check("cut-init", CUT.replace("whole", "early"), 0.01, regime="early phase (x)"))
+    assert not is_primary("tab_cut_init", check("cut-init", CUT.replace("cut all", "cut projector"), 0.01))
     assert not is_primary("fig_norm_growth", check("norm-growth", GROWTH, 0.01, descriptive=True))
 
 
