@@ -286,6 +286,8 @@ def final_bn_note(long: pd.DataFrame, method: str, where: str) -> str:
     ``||gamma||`` (and the pre-BatchNorm norm) at the first and last epoch of ``long`` (columns
     method, vector, epoch, gamma_norm, pre_bn_norm and a norm column ``norm_mean`` or ``mean_norm``),
     means over seeds; '' when the method's projector has no final BatchNorm."""
+    if not len(long) or "vector" not in long:
+        return ""
     sub = long[(long.method == method) & (long.vector == "z")]
     if not len(sub) or "gamma_norm" not in sub or sub.gamma_norm.isna().all():
         return ""

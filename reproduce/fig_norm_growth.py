@@ -134,7 +134,7 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
                                                    regime="base runs"))
                 continue
             last = sub[sub.epoch == sub.epoch.max()]
-            fixed = v == "z" and bool(final_bn_note(frames[""], m, "x"))
+            fixed = v == "z" and bool(final_bn_note(frames.get("", pd.DataFrame()), m, "x"))
             detail = f"ratio {np.exp(last.effect.mean()):.3g}x (geometric mean over seeds)"
             if fixed:
                 detail += "; set by the final BatchNorm's gamma (descriptive, see notes)"

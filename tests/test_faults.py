@@ -256,38 +256,39 @@ def test_training_time_size_errors_are_found_while_planning_even_in_a_dry_run(tm
 # ----------------------------------------------------------------- damaged runs (issue 23)
 def test_damaged_runs_are_counted_in_the_header_marked_on_checks_and_exit_1(tmp_path, finished_store, no_data,
                                                                            capsys):
-    """Random bytes over one run's metrics.csv, one embeddings file cut short: REPORT.md's header counts
-    and names both with the fix, the checks that lost their seed say so, the build exits 1, fix last."""
+    """Random bytes over the SimCLR run's metrics.csv, or its last embeddings file cut short (two
+    builds): REPORT.md's header counts and names the run with the fix, SimCLR's checks say they
+    lost their seed while SimSiam's keep theirs, the build exits 1 with the fix on its last lines."""
     import shutil
 
-    store = tmp_path / "runs"
-    shutil.copytree(finished_store, store)
-    dirs = sorted(d for d in store.iterdir() if (d / "config.yaml").exists())  # run folders: <method>-<data>-<hash>
-    # both SimCLR runs (balanced, imbalanced) damaged: SimCLR's checks lose their seed, SimSiam's keep theirs
-    garbled = next(d for d in dirs if d.name.startswith("simclr-cifar10-") and "-imb-" not in d.name)
-    cut = next(d for d in dirs if d.name.startswith("simclr-cifar10-imb-"))
-    (garbled / "metrics.csv").write_bytes(np.random.default_rng(1).bytes(400))
-    npz = sorted((cut / "embeddings").glob("*.npz"))[-1]
-    npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
-
-    rc, out, err = runner_main(["fig_imbalance_norms", "--profile", "smoke", "--data-dir", str(no_data)],
-                               store, tmp_path / "out", capsys)
-    assert rc == 1, out + err
-    header = (tmp_path / "out" / "REPORT.md").read_text().split("## Summary")[0]
-    usable_line = next(ln for ln in header.splitlines() if "usable" in ln)
-    assert f"{len(dirs) - 2} of {len(dirs)} usable" in usable_line and "2 damaged" in usable_line
-    for d, file in ((garbled, "metrics.csv"), (cut, npz.name)):
-        assert f"`{d.name}`" in usable_line and file in usable_line
-        assert f"mv {d} {d}.damaged" in usable_line
-    last = err.strip().splitlines()[-4:]  # the fix of each damaged run is on the last lines
-    assert f"mv {garbled} {garbled}.damaged" in "\n".join(last) and f"mv {cut} {cut}.damaged" in "\n".join(last)
-    res = json.loads((tmp_path / "out" / "results" / "fig_imbalance_norms.json").read_text())
-    seeded = [c for c in res["checks"] if c["n_seeds"] is not None]
-    lost = [c for c in seeded if c["n_seeds"] == 0]  # the smoke profile trains one seed per arm
-    assert lost and all("LOST SEEDS: rests on 0 of 1 seeds" in c["detail"] for c in lost)
-    assert all(c["test"].startswith("SimCLR") for c in lost)
-    kept = [c for c in seeded if c["n_seeds"] == 1]
-    assert kept and all("LOST SEEDS" not in c["detail"] and c["test"].startswith("SimSiam") for c in kept)
+    for damage in ("metrics", "embeddings"):
+        store = tmp_path / damage / "runs"
+        shutil.copytree(finished_store, store)
+        dirs = sorted(d for d in store.iterdir() if (d / "config.yaml").exists())  # <method>-<data>-<hash>
+        bad = next(d for d in dirs if d.name.startswith("simclr-cifar10-imb-"))
+        if damage == "metrics":
+            file = "metrics.csv"
+            (bad / file).write_bytes(np.random.default_rng(1).bytes(400))
+        else:
+            npz = sorted((bad / "embeddings").glob("*.npz"))[-1]
+            file = npz.name
+            npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+        out_dir = tmp_path / damage / "out"
+        rc, out, err = runner_main(["fig_imbalance_norms", "--profile", "smoke", "--data-dir", str(no_data)],
+                                   store, out_dir, capsys)
+        assert rc == 1, out + err
+        header = (out_dir / "REPORT.md").read_text().split("## Summary")[0]
+        usable_line = next(ln for ln in header.splitlines() if "usable" in ln)
+        assert f"{len(dirs) - 1} of {len(dirs)} usable" in usable_line and "1 damaged" in usable_line, usable_line
+        assert f"`{bad.name}`" in usable_line and file in usable_line and f"mv {bad} {bad}.damaged" in usable_line
+        assert f"mv {bad} {bad}.damaged" in "\n".join(err.strip().splitlines()[-3:])  # the fix is on the last lines
+        res = json.loads((out_dir / "results" / "fig_imbalance_norms.json").read_text())
+        seeded = [c for c in res["checks"] if c["n_seeds"] is not None]
+        lost = [c for c in seeded if c["n_seeds"] == 0]  # the smoke profile trains one seed per arm
+        assert lost and all("LOST SEEDS: rests on 0 of 1 seeds" in c["detail"] for c in lost)
+        assert all(c["test"].startswith("SimCLR") for c in lost)
+        kept = [c for c in seeded if c["n_seeds"] == 1]
+        assert kept and all("LOST SEEDS" not in c["detail"] and c["test"].startswith("SimSiam") for c in kept)
 
 
 # ----------------------------------------------------------------- stand-in data

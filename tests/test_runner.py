@@ -83,7 +83,7 @@ def test_smoke_build_all_then_cached(tmp_path, data_dir):
     assert statuses and set(statuses.values()) <= {"done", "collapsed"}, statuses  # every run finishes (stand-ins too)
     assert list(statuses.values()).count("done") > len(statuses) // 2
     report = (o / "REPORT.md").read_text()
-    assert "## Summary: every claim of the paper" in report and "Profile:** `smoke`" in report
+    assert "## Summary: every claim of the paper" in report and "Profile **`smoke`**" in report
     for name in ARTIFACT_MODULES:
         assert f'<a id="{name}"></a>' in report
     # issue 22: the answer first, the summary figure drawn and linked, short check labels
@@ -189,7 +189,7 @@ def test_slurm_launcher_runs_training_through_slurm(tmp_path, data_dir):
                    "--slurm-logs", str(tmp_path / "slurm" / "%j")], tmp_path, data_dir, timeout=900)
     store = RunStore(tmp_path / "runs")
     dirs = list((tmp_path / "runs").iterdir())
-    assert len(dirs) == 4
+    assert len(dirs) == 2   # the imbalanced SimCLR and SimSiam runs (issue 20: no balanced runs declared)
     for d in dirs:
         st = json.loads((d / "status.json").read_text())
         assert st["state"] == "done", st
