@@ -323,8 +323,11 @@ def render_report(results: list[ArtifactResult], profile: str, report_path: str 
               "One row per claim (its verdict: that of its primary check, after Holm's correction), then one row per "
               "check: primary or supporting, what it compares (method, vector, view, variant), verdict, the statistic "
               "with its 95 % interval and the value the claim predicts, the margin (distance of the interval's nearer "
-              "bound from that value, in half-widths: > 0 on the claimed side, near 0 fragile), seeds, p-value and "
-              "the regime (design / phase of training) it tests.", ""]
+              "bound from that value, in half-widths: > 0 on the claimed side, near 0 fragile; a large margin is no "
+              "guarantee, since with few seeds the half-width is itself uncertain (4 seeds: the true spread may be "
+              "up to 3.7 times the estimate) and a re-run with another worker layout is a new draw of training noise: "
+              "README 'What a re-run reproduces'), seeds, "
+              "p-value and the regime (design / phase of training) it tests.", ""]
     lines += summary_lines(results)
 
     lines += ["## Artifacts", "", "| artifact | paper | status | time (s) |", "|---|---|---|---|"]
