@@ -174,15 +174,15 @@ def train_images(cfg) -> int:
 
 
 def estimate(spec: RunSpec) -> tuple[str, int, Optional[float]]:
-    """Rough cost of a run: a description, its view pairs (epochs x images), and minutes on the
-    2-core development CPU when a measured rate is known (None otherwise)."""
+    """Rough cost of a run: a description, its view pairs (epochs x images), and minutes on one
+    core of the 2-core development CPU (one 1-thread worker) when a measured rate is known (None otherwise)."""
     c = spec.cfg
     n = train_images(c)
     pairs = n * c.train.epochs
     width = c.model.width if c.model.backbone == "resnet18_narrow" else 64
     rate = CPU_PAIRS_PER_SECOND.get((c.model.backbone, width, c.model.stem))
     minutes = pairs / rate / 60 if rate and c.data.image_size <= 32 else None
-    cpu = f", ~{minutes:.1f} min on the 2-core dev CPU" if minutes is not None else ""
+    cpu = f", ~{minutes:.1f} min on one core of the 2-core dev CPU" if minutes is not None else ""
     return f"{c.train.epochs} epochs x {n} images = {pairs:,} view pairs{cpu}", pairs, minutes
 
 
@@ -344,7 +344,9 @@ def _print_dry_run(args, artifacts, needed: dict[str, RunSpec], pending: list[Ru
     if costs:
         minutes = [m for _, _, m in costs if m is not None]
         print(f"total: {sum(p for _, p, _ in costs):,} view pairs"
-              + (f", ~{sum(minutes):.0f} min of training on the 2-core dev CPU" if len(minutes) == len(costs) else ""))
+              + (f", ~{sum(minutes):.0f} run-minutes on one core of the 2-core dev CPU (two 1-thread workers side "
+                 f"by side: ~{sum(minutes) / 2:.0f} min wall; BYOL's micro-batch 64 and saved embeddings take longer)"
+                 if len(minutes) == len(costs) else ""))
         print(hours_line([(s.cfg, train_images(s.cfg)) for s in todo.values()], resolve_device(args.device),
                          args.profile))
     per_artifact = {a.name: [s.cfg for s in specs[a.name] if s.cfg is not None] for a in artifacts}
