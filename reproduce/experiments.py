@@ -131,16 +131,25 @@ def imbalanced_overrides(plan: Plan, method: str) -> dict[str, Any]:
 
 
 def knn_or_chance(run, failure_at_chance: bool) -> pd.Series:
-    """kNN curve of a run whose records are complete (done or collapsed: its measured accuracy);
-    for a run that diverged, chance accuracy at its evaluation epochs when ``failure_at_chance``
-    (the arm of a "speeds up training" comparison: a run that blew up did not learn), else empty
-    (a reference arm that diverged gives no comparison)."""
+    """kNN curve of a run whose records are complete (done or collapsed: its measured accuracy).
+
+    For a run that diverged, when ``failure_at_chance`` (the arm of a "speeds up training"
+    comparison: a run that blew up did not learn): its measured accuracy at the evaluation epochs
+    before the epoch where it diverged (``health.epoch``, else the status epoch), and chance accuracy
+    (100 / classes) from that epoch on. Otherwise empty (a reference arm that diverged gives no
+    comparison). A run that diverged at epoch 2 was a real network at epochs 0 and 1: counting it at
+    chance there would put a difference into epochs where the arms were still alike (at epoch 0 they
+    are the same network)."""
     if run.measured:
         return knn_curve(run)
     if failure_at_chance and run.status.state == "diverged":
         from embedding_norms.facts import SPECS
 
-        return pd.Series(100.0 / SPECS[run.cfg.data.dataset].num_classes, index=list(run.cfg.train.eval_epochs))
+        chance = 100.0 / SPECS[run.cfg.data.dataset].num_classes
+        failed_at = int((run.status.health or {}).get("epoch", run.status.epoch))
+        measured = knn_curve(run)
+        return pd.Series({int(e): (float(measured[e]) if e < failed_at else chance)
+                          for e in run.cfg.train.eval_epochs if e >= failed_at or e in measured.index}, dtype=float)
     return pd.Series(dtype=float)
 
 

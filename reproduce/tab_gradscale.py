@@ -158,10 +158,11 @@ def frames(runs: dict[Key, object], p: Params) -> dict[str, pd.DataFrame]:
         # a GradScale run that diverged did not converge (chance); a p = 0 run that diverged gives no pair
         for epoch, acc in knn_or_chance(run, failure_at_chance=key.power > 0).items():
             rows.append({**key._asdict(), "arm": name, "epoch": int(epoch), "knn_acc": float(acc), "state": state_of(run)})
-        curve = knn_curve(run) if run.measured else pd.Series(dtype=float)
+        curve = knn_curve(run)   # a diverged run's epochs before it diverged are measured (epoch 0 always)
         last = int(run.cfg.train.eval_epochs[-1])
         per_run.append({**key._asdict(), "arm": name, "label": run.label, "state": run.status.state,
-                        "knn_epoch0": float(curve.get(0, float("nan"))), "knn_last": float(curve.get(last, float("nan"))),
+                        "knn_epoch0": float(curve.get(0, float("nan"))),
+                        "knn_last": float(curve.get(last, float("nan"))) if run.measured else float("nan"),
                         "knn_gain": knn_gain(run) if run.measured else float("nan"),
                         "chance": 100.0 / SPECS[run.cfg.data.dataset].num_classes})
     long, per_run = pd.DataFrame(rows), pd.DataFrame(per_run)

@@ -325,3 +325,24 @@ def test_imbalanced_runs_use_the_released_jitter_strength(plan):
     shared = {(k.method, k.seed): s.cfg.hash() for k, s in planned.specs.items()
               if k.data == "imbalanced" and k.setting == "shared" and k.power == 0.0}
     assert shared == {(k.method, k.seed): s.cfg.hash() for k, s in imb.items() if k.method in {m for m, _ in shared}}
+
+
+def test_a_diverged_arm_keeps_its_measured_knn_before_the_divergence():
+    """A GradScale/cut-init arm that diverged at epoch 2 was a real network at epochs 0 and 1: its
+    measured kNN there (17, 22) stays; from epoch 2 on it counts at chance (10 % on CIFAR-10).
+    A reference arm (``failure_at_chance=False``) that diverged gives nothing."""
+    from types import SimpleNamespace
+
+    from reproduce.experiments import knn_or_chance
+
+    metrics = pd.DataFrame({"epoch": [0, 1, 2], "knn_acc": [17.0, 22.0, 12.0]})
+    run = SimpleNamespace(measured=False, metrics=lambda: metrics,
+                          status=SimpleNamespace(state="diverged", epoch=2, health={"epoch": 2}),
+                          cfg=SimpleNamespace(data=SimpleNamespace(dataset="cifar10"),
+                                              train=SimpleNamespace(eval_epochs=[0, 1, 2, 4])),
+                          label="p=1")
+    assert knn_or_chance(run, failure_at_chance=True).to_dict() == {0: 17.0, 1: 22.0, 2: 10.0, 4: 10.0}
+    assert knn_or_chance(run, failure_at_chance=False).empty
+    # diverged before its first evaluation after epoch 0 (health epoch 1): only epoch 0 is measured
+    run.status = SimpleNamespace(state="diverged", epoch=1, health={"epoch": 1})
+    assert knn_or_chance(run, failure_at_chance=True).to_dict() == {0: 17.0, 1: 10.0, 2: 10.0, 4: 10.0}
