@@ -34,7 +34,8 @@ from embedding_norms.facts import SPECS
 from embedding_norms.plotting import (METHOD_LABELS, NEUTRAL, epoch_axis, legend_or_note, method_style,
                                       plot_effect_by_epoch)
 from embedding_norms.report import ClaimCheck
-from embedding_norms.stats import Interval, learning_gate, seed_interval, verdict
+from embedding_norms.stats import (Interval, detectable_effect, learning_gate, seed_interval, seeds_to_decide,
+                                   verdict)
 from reproduce.artifact import Plan, RunSpec
 from reproduce.experiments import (NO_EMBEDDINGS, arm_means, base_run, effect_table, imbalanced_overrides,
                                    imbalanced_run, knn_curve, knn_gain, knn_or_chance, merge, missing_seeds,
@@ -327,7 +328,9 @@ def checks(frames: dict[str, pd.DataFrame], p: Params) -> list[ClaimCheck]:
             out.append(ClaimCheck(claim, test, "kNN(p) - kNN(p=0) at the last epoch [points]", iv.mean,
                                   f"< -{p.limit_margin:g}", v, iv.low, iv.high, iv.n, eff.tolist(), regime,
                                   "; ".join(x for x in (why, rule, detail) if x), iv.method, not decides,
-                                  p_value=iv.p_value))
+                                  p_value=iv.p_value, detectable=detectable_effect(iv),
+                                  # seeds that would decide the mean against -margin, the rule's boundary
+                                  seeds_needed=seeds_to_decide(seed_interval((eff + p.limit_margin).tolist()))))
     for (d, dt, name), (g_imb, why_imb) in gains.items():
         if dt != "imbalanced" or (d, "balanced", name) not in gains:
             continue

@@ -198,6 +198,8 @@ def test_gradscale_verdict_uses_the_shared_learning_rate(plan, tmp_path):
     assert cross.per_seed == pytest.approx([-5.0, -4.0, -3.0]) and cross.descriptive
     limit = by_test["SimSiam cifar10 balanced: p=1 - p=0 (base lr)"]
     assert limit.claim == "gradscale-limit" and limit.per_seed == pytest.approx([-20.0] * 3)
+    # no spread: the interval has half-width 0 (detectable 0) and 2 seeds decide -20 against -5
+    assert limit.detectable == pytest.approx(0.0) and limit.seeds_needed == 2
     assert limit.verdict == "holds" and limit.direction == "< -5"
     # the arms table shows absolute kNN beside the differences
     arms = pd.read_csv(tmp_path / "out" / "tables" / "tab_gradscale_arms.csv")
