@@ -37,7 +37,7 @@ from embedding_norms.provenance import (ARTIFACT_CODE_ENV, PACKAGE_DIR, MixedChe
 from embedding_norms.report import environment, load_results, render_report, runs_usability, write_result
 from embedding_norms.runs import RunStore, is_locked
 from embedding_norms.summary_figure import draw_summary
-from embedding_norms.speed import hours_line
+from embedding_norms.speed import hours_line, run_pairs
 from embedding_norms.train import resolve_device
 
 from .artifact import Artifact, Plan, Planned, RunSpec, plan_artifact
@@ -174,16 +174,17 @@ def train_images(cfg) -> int:
 
 
 def estimate(spec: RunSpec) -> tuple[str, int, Optional[float]]:
-    """Rough cost of a run: a description, its view pairs (epochs x images), and minutes on one
-    core of the 2-core development CPU (one 1-thread worker) when a measured rate is known (None otherwise)."""
+    """Rough cost of a run: a description, its view pairs (:func:`embedding_norms.speed.run_pairs`: the
+    images of its optimizer steps x epochs, as in the cost table), and minutes on one core of the 2-core
+    development CPU (one 1-thread worker) when a measured rate is known (None otherwise)."""
     c = spec.cfg
     n = train_images(c)
-    pairs = n * c.train.epochs
+    pairs = run_pairs(c, n)
     width = c.model.width if c.model.backbone == "resnet18_narrow" else 64
     rate = CPU_PAIRS_PER_SECOND.get((c.model.backbone, width, c.model.stem))
     minutes = pairs / rate / 60 if rate and c.data.image_size <= 32 else None
     cpu = f", ~{minutes:.1f} min on one core of the 2-core dev CPU" if minutes is not None else ""
-    return f"{c.train.epochs} epochs x {n} images = {pairs:,} view pairs{cpu}", pairs, minutes
+    return f"{c.train.epochs} epochs x {n} images: {pairs:,} view pairs{cpu}", pairs, minutes
 
 
 def code_origins() -> dict[str, Path]:
@@ -343,9 +344,10 @@ def _print_dry_run(args, artifacts, needed: dict[str, RunSpec], pending: list[Ru
         print(f"  {s.cfg.name:44s} {s.label:28s} {text}")
     if costs:
         minutes = [m for _, _, m in costs if m is not None]
+        jobs = _local_jobs(args, len(costs))
         print(f"total: {sum(p for _, p, _ in costs):,} view pairs"
-              + (f", ~{sum(minutes):.0f} run-minutes on one core of the 2-core dev CPU (two 1-thread workers side "
-                 f"by side: ~{sum(minutes) / 2:.0f} min wall; BYOL's micro-batch 64 and saved embeddings take longer)"
+              + (f", ~{sum(minutes):.0f} run-minutes on one core of the 2-core dev CPU ({jobs} worker(s) side by "
+                 f"side: ~{sum(minutes) / jobs:.0f} min wall; BYOL's micro-batch 64 and saved embeddings take longer)"
                  if len(minutes) == len(costs) else ""))
         print(hours_line([(s.cfg, train_images(s.cfg)) for s in todo.values()], resolve_device(args.device),
                          args.profile))
@@ -373,6 +375,13 @@ def _clear_forced(forced: dict[str, RunSpec], store: RunStore) -> Optional[str]:
     return None
 
 
+def _local_jobs(args, n_pending: int) -> int:
+    """Local training processes for ``n_pending`` runs: ``--jobs``, or the default layout for ``auto``."""
+    if args.jobs != "auto":
+        return args.jobs
+    return default_layout(n_pending, os.cpu_count() or 1, str(resolve_device(args.device)))[0]
+
+
 def _train(args, pending: list[RunSpec], needed: dict[str, RunSpec], store: RunStore, data_dir, plan: Plan,
            slurm) -> None:
     """Train the pending runs (locally with the default worker layout, or as a Slurm array)."""
@@ -381,8 +390,7 @@ def _train(args, pending: list[RunSpec], needed: dict[str, RunSpec], store: RunS
         return
     print(f"training {len(pending)} run(s) with the {args.launcher} launcher "
           f"({len(needed) - len(pending)} reused from {store.root})", flush=True)
-    jobs = (default_layout(len(pending), os.cpu_count() or 1, str(resolve_device(args.device)))[0]
-            if args.jobs == "auto" else args.jobs)
+    jobs = _local_jobs(args, len(pending))
     results = execute([s.cfg for s in pending], store, args.launcher, jobs, data_dir,
                       plan.download, args.device, slurm, progress=not args.no_progress)
     for r in results:
